@@ -1,0 +1,72 @@
+"""Test harness: every test runs offline and CPU-only unless marked otherwise.
+
+* Hugging Face hub / datasets are forced offline (a hub call otherwise retries for ~23 s).
+* wandb is disabled and would write into a temporary directory if a test turned it on.
+* tiktoken's download cache points into a temporary directory, so nothing is fetched.
+* Any socket connection to a non-loopback address fails at once (gloo on 127.0.0.1 and
+  FileStore rendezvous keep working).
+* ``gpu`` tests are skipped without CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+_SCRATCH = Path(tempfile.mkdtemp(prefix="nanogpt-mvr-tests-"))
+_OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HOME": str(_SCRATCH / "hf"),
+    "WANDB_MODE": "disabled",
+    "WANDB_SILENT": "true",
+    "WANDB_DIR": str(_SCRATCH / "wandb"),
+    "TIKTOKEN_CACHE_DIR": str(_SCRATCH / "tiktoken"),
+    "TORCHINDUCTOR_CACHE_DIR": str(_SCRATCH / "inductor"),
+}
+os.environ.update(_OFFLINE_ENV)
+
+_real_connect = socket.socket.connect
+
+
+def _is_local(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0] if isinstance(address, tuple) else address
+    return host in ("localhost", "::1", "0.0.0.0", "") or str(host).startswith("127.")
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+        raise ConnectionRefusedError(f"tests are offline: refused connection to {address!r}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Re-assert the offline environment for every test and block outbound sockets."""
+    for key, value in _OFFLINE_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing is caught by imports elsewhere
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,302 @@
+"""FineWeb-10B as GPT-2 token shards, two ways; both resumable, with progress bars and a final verification.
+
+Download the pre-tokenized shards (the NanoGPT speedrun's, Hugging Face dataset ``kjj0/fineweb10B-gpt2``;
+~200 MB per 100M-token shard)::
+
+    python -m data.fineweb download --train-shards 103 --out data_cache/fineweb10B
+
+fetches ``fineweb_val_000000.bin`` and ``fineweb_train_000001.bin .. _%06d.bin``. Files already present and
+valid are skipped; an invalid one is deleted and fetched again; interrupted downloads are resumed by
+``huggingface_hub`` from its ``.incomplete`` file, and nothing is trusted before it validates.
+
+Tokenize the text yourself (``HuggingFaceFW/fineweb``, config ``sample-10BT``, streamed with ``datasets``;
+or local parquet / jsonl / txt files with FineWeb's ``text`` column)::
+
+    python -m data.fineweb tokenize --out data_cache/fineweb10B --source hf --workers 8
+    python -m data.fineweb tokenize --out DIR --files a.parquet b.jsonl --shard-tokens 100000000
+
+Each document becomes ``[<|endoftext|>] + encode_ordinary(text)`` (tiktoken GPT-2, in worker processes,
+order preserved); documents are packed into shards of exactly ``--shard-tokens`` tokens (a document may
+span two shards; the last shard is shorter). Shard 0 is ``fineweb_val_000000.bin``, the others
+``fineweb_train_%06d.bin`` from 1, as in modded-nanogpt's ``data/fineweb.py``. A progress file records
+how many documents each finished shard consumed, so an interrupted run continues where it stopped and
+produces the same bytes as an uninterrupted one. ``.txt`` files are one document each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.shards import EOT, ShardError, read_header, read_shard, shard_name, write_shard
+
+REPO_ID = "kjj0/fineweb10B-gpt2"
+MAX_TRAIN_SHARDS = 103
+HF_DATASET, HF_CONFIG = "HuggingFaceFW/fineweb", "sample-10BT"
+PREFIX = "fineweb"
+
+
+# ---------------------------------------------------------------------------------------- download
+def _hf_hub_download(**kwargs) -> str:
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(**kwargs)
+
+
+def download(out, train_shards: int, repo_id: str = REPO_ID, fetch=_hf_hub_download) -> list[Path]:
+    """Make ``out`` hold the val shard and train shards 1..``train_shards`` of ``repo_id``, all valid."""
+    if not 0 <= train_shards <= MAX_TRAIN_SHARDS:
+        raise ValueError(f"--train-shards must be in 0..{MAX_TRAIN_SHARDS}, got {train_shards}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [shard_name(PREFIX, "val", 0)]
+    names += [shard_name(PREFIX, "train", i) for i in range(1, train_shards + 1)]
+    bar = tqdm(names, desc="fineweb shards", unit="file")
+    for name in bar:
+        path = out / name
+        if path.exists():
+            try:
+                read_shard(path)
+                bar.set_postfix_str(f"{name} present")
+                continue
+            except ShardError as e:
+                tqdm.write(f"replacing invalid {name}: {e}")
+                path.unlink()
+        for attempt in (1, 2):
+            got = Path(fetch(repo_id=repo_id, filename=name, repo_type="dataset", local_dir=str(out),
+                             force_download=attempt > 1))
+            if got.resolve() != path.resolve():
+                os.replace(got, path)
+            try:
+                read_shard(path)
+                break
+            except ShardError as e:
+                path.unlink()
+                if attempt == 2:
+                    raise ShardError(f"{name} from {repo_id} is invalid after two downloads: {e}") from e
+                tqdm.write(f"downloaded {name} is invalid, fetching it again: {e}")
+    return verify(out / n for n in names)
+
+
+def verify(paths) -> list[Path]:
+    """Final pass: every shard fully validated (header, size, all ids); prints a summary."""
+    paths = list(paths)
+    total = 0
+    for p in tqdm(paths, desc="verify", unit="file"):
+        total += len(read_shard(p))
+    size = sum(p.stat().st_size for p in paths)
+    where = paths[0].parent if paths else "-"
+    print(f"verified {len(paths)} shard(s): {total:,} tokens, {size / 1e9:.3f} GB in {where}")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------- tokenize
+def _kind(path: str) -> str:
+    p = path.lower()
+    if p.endswith(".parquet"):
+        return "parquet"
+    if p.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        return "json"
+    if p.endswith((".txt", ".txt.gz")):
+        return "text"
+    raise ValueError(f"{path}: unsupported file type; use .parquet, .jsonl/.json or .txt")
+
+
+def iter_texts(source: str, files=None):
+    """Document texts in a fixed order: the FineWeb sample (``source="hf"``) or local files as given."""
+    from datasets import load_dataset
+
+    if source == "hf":
+        ds = load_dataset(HF_DATASET, name=HF_CONFIG, split="train", streaming=True)
+        for row in ds:
+            yield row["text"]
+        return
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such input file(s): {', '.join(missing)}")
+    for kind, group in itertools.groupby(files, key=_kind):
+        extra = {"sample_by": "document"} if kind == "text" else {}
+        ds = load_dataset(kind, data_files=[str(f) for f in group], split="train", streaming=True, **extra)
+        for row in ds:
+            if "text" not in row:
+                raise ValueError(f"input rows need a 'text' column; got columns {sorted(row)}")
+            yield row["text"]
+
+
+_ENC = None
+
+
+def _init_worker(ranks_path, ranks_sha256):
+    global _ENC
+    from data.tokenizer import encoding_from_ranks, get_gpt2_encoding
+
+    _ENC = encoding_from_ranks(ranks_path, ranks_sha256) if ranks_path else get_gpt2_encoding()
+
+
+def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of documents -> (concatenated ``[EOT] + ids`` as uint16, each document's length)."""
+    docs = [[EOT, *_ENC.encode_ordinary(t)] for t in texts]
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lengths.sum()))
+    if flat.size and int(flat.max()) > EOT:
+        raise ValueError(f"the encoding produced id {int(flat.max())} > {EOT}; not a GPT-2 vocabulary")
+    return flat.astype(np.uint16), lengths
+
+
+def _batched(it, n):
+    it = iter(it)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
+
+
+class _ShardWriter:
+    """Packs documents into fixed-size shards; after each shard it records how far the input got:
+    ``docs_done`` whole documents plus the first ``doc_tokens_done`` tokens of the next one."""
+
+    def __init__(self, out: Path, prefix: str, shard_tokens: int, progress: dict, progress_path: Path):
+        self.out, self.prefix, self.size = out, prefix, shard_tokens
+        self.progress, self.progress_path = progress, progress_path
+        self.buf = np.empty(shard_tokens, dtype=np.uint16)
+        self.fill = 0
+        self.docs_done = progress["docs_done"]
+
+    def path(self, index: int) -> Path:
+        return self.out / shard_name(self.prefix, "val" if index == 0 else "train", index)
+
+    def add_doc(self, toks: np.ndarray, already: int = 0) -> None:
+        """Append document ``toks`` minus its first ``already`` tokens (written by an earlier run)."""
+        pos = already
+        while pos < len(toks):
+            take = min(len(toks) - pos, self.size - self.fill)
+            self.buf[self.fill : self.fill + take] = toks[pos : pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == self.size:
+                finished = pos == len(toks)
+                self.flush(self.docs_done + finished, 0 if finished else pos)
+        self.docs_done += 1
+
+    def flush(self, docs_done: int, doc_tokens_done: int, final: bool = False) -> None:
+        index = self.progress["shards_written"]
+        write_shard(self.path(index), self.buf[: self.fill])
+        self.progress.update(shards_written=index + 1, docs_done=docs_done, doc_tokens_done=doc_tokens_done,
+                             complete=final)
+        self.save()
+        self.fill = 0
+
+    def save(self) -> None:
+        tmp = self.progress_path.with_name(self.progress_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.progress, indent=1))
+        os.replace(tmp, self.progress_path)
+
+
+def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_000, workers: int = 1,
+             prefix: str = PREFIX, max_shards: int | None = None, ranks_path=None, ranks_sha256=None,
+             docs_per_task: int = 256) -> list[Path]:
+    """Tokenize ``source`` into shards in ``out`` (resuming a previous run); return all shard paths."""
+    if source not in ("hf", "files"):
+        raise ValueError(f"source must be 'hf' or 'files', got {source!r}")
+    if source == "files" and not files:
+        raise ValueError("--files needs at least one parquet/jsonl/txt file")
+    if shard_tokens < 1 or workers < 1:
+        raise ValueError(f"--shard-tokens and --workers must be >= 1, got {shard_tokens}, {workers}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ident = {"source": source, "files": [str(Path(f).resolve()) for f in files or []],
+             "shard_tokens": shard_tokens, "prefix": prefix,
+             "ranks": str(ranks_path) if ranks_path else "gpt2"}
+    progress_path = out / f"{prefix}_tokenize_progress.json"
+    progress = {**ident, "shards_written": 0, "docs_done": 0, "doc_tokens_done": 0, "complete": False}
+    if progress_path.exists():
+        saved = json.loads(progress_path.read_text())
+        if {k: saved.get(k) for k in ident} != ident:
+            raise ValueError(
+                f"{progress_path} belongs to a different run ({ {k: saved.get(k) for k in ident} }); "
+                f"use another --out or delete {out} to start over"
+            )
+        progress = saved
+    writer = _ShardWriter(out, prefix, shard_tokens, progress, progress_path)
+    done = [writer.path(i) for i in range(progress["shards_written"])]
+    for p in done:  # header + size check of what a previous run finished
+        if read_header(p) != shard_tokens and not progress["complete"]:
+            raise ShardError(f"{p}: a finished shard must hold {shard_tokens} tokens; delete {out} and rerun")
+    if progress["complete"]:
+        print(f"{out}: tokenization already complete ({len(done)} shards)")
+        return verify(done)
+    if done:
+        print(f"resuming after shard {len(done) - 1}: skipping {progress['docs_done']:,} documents")
+
+    texts = itertools.islice(iter_texts(source, files), progress["docs_done"], None)
+    tasks = _batched(texts, docs_per_task)
+    if workers > 1:
+        pool = mp.get_context("spawn").Pool(workers, _init_worker, (ranks_path, ranks_sha256))
+        results = pool.imap(_encode, tasks)  # ordered: the output never depends on --workers
+    else:
+        pool = None
+        _init_worker(ranks_path, ranks_sha256)
+        results = map(_encode, tasks)
+    bar = tqdm(desc=f"tokenizing into {out}", unit="tok", unit_scale=True)
+    already = progress["doc_tokens_done"]  # the first document was partly written by the previous run
+    try:
+        for flat, lengths in results:
+            starts = np.concatenate([[0], np.cumsum(lengths)])
+            for i in range(len(lengths)):
+                writer.add_doc(flat[starts[i] : starts[i + 1]], already)
+                already = 0
+                if max_shards is not None and progress["shards_written"] >= max_shards:
+                    print(f"stopped after {max_shards} shard(s) (--max-shards); rerun without it to continue")
+                    return verify(writer.path(j) for j in range(progress["shards_written"]))
+            bar.update(int(lengths.sum()))
+        if writer.fill:
+            writer.flush(writer.docs_done, 0, final=True)
+        else:
+            progress["complete"] = True
+            writer.save()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    return verify(writer.path(i) for i in range(progress["shards_written"]))
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m data.fineweb", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("download", help=f"fetch pre-tokenized shards from the HF dataset {REPO_ID}")
+    d.add_argument("--train-shards", type=int, default=MAX_TRAIN_SHARDS, help="100M tokens each")
+    d.add_argument("--out", default="data_cache/fineweb10B")
+    t = sub.add_parser("tokenize", help="tokenize FineWeb text (streamed from HF, or local files)")
+    t.add_argument("--out", default="data_cache/fineweb10B")
+    t.add_argument("--source", choices=["hf", "files"], default=None, help="default: files if given")
+    t.add_argument("--files", nargs="+", help="local .parquet/.jsonl/.txt files with a 'text' column")
+    t.add_argument("--shard-tokens", type=int, default=100_000_000)
+    t.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    t.add_argument("--prefix", default=PREFIX)
+    t.add_argument("--max-shards", type=int, help="stop after N shards (rerun to continue)")
+    t.add_argument("--bpe-ranks", help="use this .tiktoken ranks file instead of GPT-2 (tests, other vocabs)")
+    t.add_argument("--bpe-sha256", help="expected sha256 of --bpe-ranks")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    if a.cmd == "download":
+        download(a.out, a.train_shards)
+    else:
+        source = a.source or ("files" if a.files else "hf")
+        tokenize(a.out, source, a.files, a.shard_tokens, a.workers, a.prefix, a.max_shards,
+                 a.bpe_ranks, a.bpe_sha256)
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

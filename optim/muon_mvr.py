@@ -1,0 +1,103 @@
+"""MuonMVR (seed 000: Chang, Liu, Yuan, "On the Convergence of Muon and Beyond", arXiv 2509.15816)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .estimators import ema, mars_correction, nesterov
+from .sharded import REFERENCE_SOURCES, ShardedLMOOptimizer, check_bool, check_choice, check_float
+from .updates import moonlight_scale, muon_scale, scaled_spectral_update_
+
+ReferenceSource = Literal["none", "prev_step", "prev_params", "prev_batch"]
+
+
+class MuonMVR(ShardedLMOOptimizer):
+    """Muon with MARS-style momentum variance reduction (MVR1/2/3 of seed 000), DDP-sharded.
+
+    Matrices (lmo ``"spectral"``), with β = ``momentum``, γ = ``gamma``, η = ``lr``, λ = ``weight_decay``::
+
+        c_t = g_t + γ · β/(1−β) · (g_t − h_t),   then per tensor  c_t ← c_t / max(1, ‖c_t‖_F)  (clip=True)
+        M_t = β M_{t−1} + (1−β) c_t,   u_t = M_t   (nesterov=True: u_t = β M_t + (1−β) c_t)
+        moonlight: X ← (1 − ηλ) X − η · 0.2 · sqrt(max(A, B)) · NS(u_t)
+        muon:      X ← (1 − ηλ) X − η · sqrt(max(1, A/B)) · NS(u_t)
+
+    The reference gradient h_t depends on ``reference`` (ALGORITHMS.md §1): ``None`` derives it from
+    ``is_approx`` (True → ``"prev_step"``, MVR1, one pass: h_t = g_{t−1}, kept by the optimizer;
+    False → ``"prev_params"``, MVR2: h_t = ∇f(X_{t−1}; ξ_t) handed over by the loop);
+    ``"prev_batch"`` is MVR3 (h_t = ∇f(X_t; ξ_{t−1})); ``"none"`` drops the correction (with
+    ``clip=False`` and ``gamma=0`` this is the plain EMA Muon baseline). At t = 1, h_1 := g_1.
+
+    Everything else (lmo ``"adamw"``: by default parameters with ndim < 2) takes AdamW with
+    ``adamw_betas``, ``adamw_eps``, ``adamw_lr`` (None: ``lr``) and ``adamw_weight_decay``
+    (None: ``weight_decay``); no variance reduction there.
+    """
+
+    supported_lmos = ("spectral", "adamw")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 3e-3,
+        momentum: float = 0.95,
+        gamma: float = 0.025,
+        weight_decay: float = 0.0,
+        is_approx: bool = True,
+        reference: ReferenceSource | None = None,
+        clip: bool = True,
+        nesterov: bool = False,
+        scale: Literal["moonlight", "muon"] = "moonlight",
+        ns_steps: int = 5,
+        ns_dtype: torch.dtype | None = None,
+        adamw_betas: tuple[float, float] = (0.9, 0.95),
+        adamw_eps: float = 1e-8,
+        adamw_lr: float | None = None,
+        adamw_weight_decay: float | None = None,
+        *,
+        process_group: Any = None,
+    ) -> None:
+        check_bool("is_approx", is_approx)
+        if reference is None:
+            reference = "prev_step" if is_approx else "prev_params"
+        if adamw_lr is not None:
+            check_float("adamw_lr", adamw_lr, lo=0.0)
+        if adamw_weight_decay is not None:
+            check_float("adamw_weight_decay", adamw_weight_decay, lo=0.0)
+        defaults = dict(
+            lr=lr, momentum=momentum, gamma=gamma, weight_decay=weight_decay, is_approx=is_approx,
+            reference=reference, clip=clip, nesterov=nesterov, scale=scale, ns_steps=ns_steps,
+            ns_dtype=ns_dtype, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
+        )
+        super().__init__(
+            params, defaults,
+            adamw_overrides={"lr": adamw_lr, "weight_decay": adamw_weight_decay},
+            process_group=process_group,
+        )
+
+    def _validate_hparams(self, group: dict[str, Any], where: str) -> None:
+        check_float("momentum" + where, group["momentum"], lo=0.0, hi=1.0, hi_open=True)
+        check_float("gamma" + where, group["gamma"], lo=0.0)
+        check_bool("clip" + where, group["clip"])
+        check_bool("nesterov" + where, group["nesterov"])
+        check_bool("is_approx" + where, group["is_approx"])
+        check_choice("scale" + where, group["scale"], ("moonlight", "muon"))
+        check_choice("reference" + where, group["reference"], REFERENCE_SOURCES)
+
+    def _group_reference(self, group: dict[str, Any]) -> str:
+        if group["lmo"] == "adamw" or group["gamma"] == 0.0:
+            return "none"
+        return group["reference"]
+
+    def _direction(self, group: dict[str, Any], state: dict[str, Any], g: Tensor, h: Tensor | None) -> Tensor:
+        beta = group["momentum"]
+        c = mars_correction(g, h, group["gamma"], beta, group["clip"])
+        state["momentum"] = M = ema(state.get("momentum"), c, beta)
+        return nesterov(M, c, beta) if group["nesterov"] else M
+
+    def _apply_spectral(self, group: dict[str, Any], X: Tensor, O: Tensor) -> None:
+        A, B = X.shape
+        scale = moonlight_scale(A, B) if group["scale"] == "moonlight" else muon_scale(A, B)
+        scaled_spectral_update_(X, O, group["lr"], scale, group["weight_decay"])

@@ -1,0 +1,75 @@
+"""Paper-style parameter routing (which parameter takes which geometry) and the coverage check.
+
+| parameter                                            | family "muon" (MuonMVR) | family "gluon" (GluonMVR) |
+|------------------------------------------------------|-------------------------|---------------------------|
+| hidden matrices (ndim ≥ 2, not below)                 | spectral                | spectral                  |
+| ``nn.Embedding`` parameters, any name with "lm_head" | adamw                   | sign                      |
+| everything with ndim < 2 (biases, norm gains)         | adamw                   | adamw                     |
+
+Tied weights (the same tensor reachable under two names) appear once; frozen parameters are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from torch import Tensor, nn
+
+
+def build_param_groups(model: nn.Module, family: Literal["muon", "gluon"]) -> list[dict[str, Any]]:
+    """Param groups ``[{"name": ..., "lmo": ..., "params": [...]}, ...]`` for ``MuonMVR`` (``family=
+    "muon"``) or ``GluonMVR`` (``family="gluon"``); empty groups are dropped. Checks coverage."""
+    if family not in ("muon", "gluon"):
+        raise ValueError(f"Invalid family: {family!r} (must be 'muon' or 'gluon')")
+    embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    hidden: list[Tensor] = []
+    embed: list[Tensor] = []
+    vector: list[Tensor] = []
+    seen: set[int] = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        if p.ndim < 2:
+            vector.append(p)
+        elif id(p) in embedding_ids or "lm_head" in name:
+            embed.append(p)
+        else:
+            hidden.append(p)
+    embed_lmo = "sign" if family == "gluon" else "adamw"
+    groups = [
+        {"name": "hidden", "lmo": "spectral", "params": hidden},
+        {"name": "embed", "lmo": embed_lmo, "params": embed},
+        {"name": "vector", "lmo": "adamw", "params": vector},
+    ]
+    groups = [g for g in groups if g["params"]]
+    check_coverage(model, groups)
+    return groups
+
+
+def check_coverage(model: nn.Module, param_groups: Iterable[dict[str, Any]] | Any) -> None:
+    """Raise ``ValueError`` unless every trainable parameter of ``model`` is in exactly one group
+    (``param_groups`` may also be an optimizer) and every grouped parameter belongs to the model."""
+    groups = getattr(param_groups, "param_groups", param_groups)
+    names = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), name)
+    count: dict[int, int] = {}
+    for g in groups:
+        for p in g["params"]:
+            count[id(p)] = count.get(id(p), 0) + 1
+    missing = sorted({n for pid, n in names.items()
+                      if count.get(pid, 0) == 0 and _param(model, n).requires_grad})
+    twice = sorted(names.get(pid, "<unknown>") for pid, c in count.items() if c > 1)
+    foreign = sum(1 for pid in count if pid not in names)
+    if missing or twice or foreign:
+        raise ValueError(
+            "Invalid params: every trainable parameter must be covered exactly once; "
+            f"missing: {missing or 'none'}; more than once: {twice or 'none'}; "
+            f"not in the model: {foreign}"
+        )
+
+
+def _param(model: nn.Module, name: str) -> Tensor:
+    return model.get_parameter(name)

@@ -62,13 +62,13 @@ class Comm:
         """Launch: rank r receives ``mean over ranks of send[r]``; finish with :meth:`wait_mean`."""
         if self.world == 1:
             return send[0], None
-        out = torch.empty(send.shape[1:], dtype=send.dtype, device=send.device)
+        out = torch.empty(send[0].numel(), dtype=send.dtype, device=send.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # renamed in torch 2.13; kept for 2.11
-            work = dist.reduce_scatter_tensor(
-                out, send, op=dist.ReduceOp.SUM, group=self.group, async_op=True
+            work = dist.reduce_scatter_tensor(  # flat 1-D buffers: gloo wants the concatenated form
+                out, send.reshape(-1), op=dist.ReduceOp.SUM, group=self.group, async_op=True
             )
-        return out, work
+        return out.view(send.shape[1:]), work
 
     def wait_mean(self, out: Tensor, work: Any) -> None:
         if work is not None:
@@ -79,11 +79,11 @@ class Comm:
         """Launch: returns a (W, ...) tensor whose row r is rank r's ``inp`` once the work is done."""
         if self.world == 1:
             return inp.unsqueeze(0), None
-        out = torch.empty((self.world, *inp.shape), dtype=inp.dtype, device=inp.device)
+        out = torch.empty(self.world * inp.numel(), dtype=inp.dtype, device=inp.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            work = dist.all_gather_into_tensor(out, inp, group=self.group, async_op=True)
-        return out, work
+            work = dist.all_gather_into_tensor(out, inp.reshape(-1), group=self.group, async_op=True)
+        return out.view(self.world, *inp.shape), work
 
 
 # ----------------------------------------------------------------------------------------------

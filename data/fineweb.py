@@ -52,8 +52,11 @@ def _hf_hub_download(**kwargs) -> str:
     return hf_hub_download(**kwargs)
 
 
-def download(out, train_shards: int, repo_id: str = REPO_ID, fetch=_hf_hub_download) -> list[Path]:
-    """Make ``out`` hold the val shard and train shards 1..``train_shards`` of ``repo_id``, all valid."""
+def download(out, train_shards: int, repo_id: str = REPO_ID, fetch=None) -> list[Path]:
+    """Make ``out`` hold the val shard and train shards 1..``train_shards`` of ``repo_id``, all valid.
+
+    ``fetch`` defaults to ``huggingface_hub.hf_hub_download`` (tests pass a stand-in)."""
+    fetch = fetch or _hf_hub_download
     if not 0 <= train_shards <= MAX_TRAIN_SHARDS:
         raise ValueError(f"--train-shards must be in 0..{MAX_TRAIN_SHARDS}, got {train_shards}")
     out = Path(out)
@@ -120,10 +123,7 @@ def iter_texts(source: str, files=None):
         for row in ds:
             yield row["text"]
         return
-    missing = [f for f in files if not Path(f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such input file(s): {', '.join(missing)}")
-    for kind, group in itertools.groupby(files, key=_kind):
+    for kind, group in itertools.groupby(map(str, files), key=_kind):
         extra = {"sample_by": "document"} if kind == "text" else {}
         ds = load_dataset(kind, data_files=[str(f) for f in group], split="train", streaming=True, **extra)
         for row in ds:
@@ -207,6 +207,10 @@ def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_00
         raise ValueError(f"source must be 'hf' or 'files', got {source!r}")
     if source == "files" and not files:
         raise ValueError("--files needs at least one parquet/jsonl/txt file")
+    for f in files or []:  # fail before any work: unknown types, missing files
+        _kind(str(f))
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"no such input file: {f}")
     if shard_tokens < 1 or workers < 1:
         raise ValueError(f"--shard-tokens and --workers must be >= 1, got {shard_tokens}, {workers}")
     out = Path(out)

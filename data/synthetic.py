@@ -28,8 +28,9 @@ def markov_tokens(
     chain: tuple[np.ndarray, np.ndarray],
     mean_doc_len: int = 256,
     probs=DEFAULT_PROBS,
+    eot: int = EOT,
 ) -> np.ndarray:
-    """``n_tokens`` tokens of documents ``[EOT, s0, s1, ...]`` from the chain ``(ids, successors)``."""
+    """``n_tokens`` tokens of documents ``[eot, s0, s1, ...]`` from the chain ``(ids, successors)``."""
     ids, succ = chain
     states, branching = succ.shape
     cum = np.cumsum(np.asarray(probs, dtype=np.float64))
@@ -46,7 +47,7 @@ def markov_tokens(
         for j in range(1, width):
             walk[:, j] = succ[walk[:, j - 1], choice[:, j - 1]]
         docs = np.empty((n_docs, width + 1), dtype=np.int64)
-        docs[:, 0] = EOT
+        docs[:, 0] = eot
         docs[:, 1:] = ids[walk]
         keep = np.arange(width + 1)[None, :] <= lengths[:, None]  # EOT + `length` chain tokens per row
         out.append(docs[keep])  # row-major: the documents one after another
@@ -56,7 +57,7 @@ def markov_tokens(
 
 def make_chain(rng: np.random.Generator, states: int = 512, branching: int = 4, vocab_size: int = VOCAB_SIZE):
     """A random sparse chain: ``states`` distinct token ids, each with ``branching`` successor states."""
-    ids = rng.choice(vocab_size - 1, size=states, replace=False).astype(np.int64)  # never EOT
+    ids = rng.choice(vocab_size - 1, size=states, replace=False).astype(np.int64)  # never the last id
     succ = rng.integers(0, states, size=(states, branching))
     return ids, succ
 
@@ -73,18 +74,21 @@ def write_synthetic_shards(
     branching: int = 4,
 ) -> tuple[str, str]:
     """Write ``<prefix>_val_000000.bin`` and ``<prefix>_train_%06d.bin`` shards (``shard_tokens`` each at
-    most) from one chain; return the glob patterns ``(train_glob, val_glob)``. Deterministic in ``seed``."""
+    most) from one chain; return the glob patterns ``(train_glob, val_glob)``. Deterministic in ``seed``.
+    Documents start with ``<|endoftext|>`` (50256), or with ``vocab_size - 1`` for a smaller vocabulary."""
     if vocab_size > VOCAB_SIZE or vocab_size < 2:
         raise ValueError(f"vocab_size must be in [2, {VOCAB_SIZE}], got {vocab_size}")
     states = min(states, vocab_size - 1)
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     chain = make_chain(rng, states, branching, vocab_size)
-    write_shard(out / shard_name(prefix, "val", 0), markov_tokens(val_tokens, rng, chain))
+    eot = min(EOT, vocab_size - 1)
+    val = markov_tokens(val_tokens, rng, chain, eot=eot)
+    write_shard(out / shard_name(prefix, "val", 0), val, vocab_size)
     left, i = train_tokens, 0
     while left > 0:
         n = min(left, shard_tokens)
-        write_shard(out / shard_name(prefix, "train", i), markov_tokens(n, rng, chain))
+        write_shard(out / shard_name(prefix, "train", i), markov_tokens(n, rng, chain, eot=eot), vocab_size)
         left -= n
         i += 1
     return str(out / f"{prefix}_train_*.bin"), str(out / f"{prefix}_val_*.bin")

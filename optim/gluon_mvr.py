@@ -63,12 +63,23 @@ class GluonMVR(ShardedLMOOptimizer):
         if adamw_weight_decay is not None:
             check_float("adamw_weight_decay", adamw_weight_decay, lo=0.0)
         defaults = dict(
-            lr=lr, variant=variant, beta=beta, q=q, alpha=alpha, hidden_scale=hidden_scale,
-            embed_scale=embed_scale, reference=reference, weight_decay=0.0, ns_steps=ns_steps,
-            ns_dtype=ns_dtype, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
+            lr=lr,
+            variant=variant,
+            beta=beta,
+            q=q,
+            alpha=alpha,
+            hidden_scale=hidden_scale,
+            embed_scale=embed_scale,
+            reference=reference,
+            weight_decay=0.0,
+            ns_steps=ns_steps,
+            ns_dtype=ns_dtype,
+            adamw_betas=adamw_betas,
+            adamw_eps=adamw_eps,
         )
         super().__init__(
-            params, defaults,
+            params,
+            defaults,
             adamw_overrides={"lr": adamw_lr, "weight_decay": adamw_weight_decay},
             process_group=process_group,
         )
@@ -82,8 +93,10 @@ class GluonMVR(ShardedLMOOptimizer):
         check_float("embed_scale" + where, group["embed_scale"], lo=0.0, lo_open=True)
         check_choice("reference" + where, group["reference"], REFERENCE_SOURCES)
         if group.get("lmo") in ("spectral", "sign") and group["weight_decay"] != 0.0:
-            raise ValueError(f"Invalid weight_decay{where}: {group['weight_decay']!r} (Gluon LMO steps "
-                             "have no weight decay; only lmo='adamw' groups may set it)")
+            raise ValueError(
+                f"Invalid weight_decay{where}: {group['weight_decay']!r} (Gluon LMO steps "
+                "have no weight decay; only lmo='adamw' groups may set it)"
+            )
 
     def _group_reference(self, group: dict[str, Any]) -> str:
         if group["lmo"] == "adamw" or group["variant"] == "gluon":

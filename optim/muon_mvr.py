@@ -67,12 +67,23 @@ class MuonMVR(ShardedLMOOptimizer):
         if adamw_weight_decay is not None:
             check_float("adamw_weight_decay", adamw_weight_decay, lo=0.0)
         defaults = dict(
-            lr=lr, momentum=momentum, gamma=gamma, weight_decay=weight_decay, is_approx=is_approx,
-            reference=reference, clip=clip, nesterov=nesterov, scale=scale, ns_steps=ns_steps,
-            ns_dtype=ns_dtype, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
+            lr=lr,
+            momentum=momentum,
+            gamma=gamma,
+            weight_decay=weight_decay,
+            is_approx=is_approx,
+            reference=reference,
+            clip=clip,
+            nesterov=nesterov,
+            scale=scale,
+            ns_steps=ns_steps,
+            ns_dtype=ns_dtype,
+            adamw_betas=adamw_betas,
+            adamw_eps=adamw_eps,
         )
         super().__init__(
-            params, defaults,
+            params,
+            defaults,
             adamw_overrides={"lr": adamw_lr, "weight_decay": adamw_weight_decay},
             process_group=process_group,
         )

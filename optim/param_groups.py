@@ -1,10 +1,10 @@
 """Paper-style parameter routing (which parameter takes which geometry) and the coverage check.
 
-| parameter                                            | family "muon" (MuonMVR) | family "gluon" (GluonMVR) |
-|------------------------------------------------------|-------------------------|---------------------------|
-| hidden matrices (ndim ≥ 2, not below)                 | spectral                | spectral                  |
-| ``nn.Embedding`` parameters, any name with "lm_head" | adamw                   | sign                      |
-| everything with ndim < 2 (biases, norm gains)         | adamw                   | adamw                     |
+| parameter                                       | family "muon" (MuonMVR) | family "gluon" (GluonMVR) |
+|-------------------------------------------------|-------------------------|---------------------------|
+| hidden matrices (ndim ≥ 2, not below)           | spectral                | spectral                  |
+| ``nn.Embedding`` params, names with "lm_head"   | adamw                   | sign                      |
+| everything with ndim < 2 (biases, norm gains)   | adamw                   | adamw                     |
 
 Tied weights (the same tensor reachable under two names) appear once; frozen parameters are left out.
 """
@@ -59,8 +59,9 @@ def check_coverage(model: nn.Module, param_groups: Iterable[dict[str, Any]] | An
     for g in groups:
         for p in g["params"]:
             count[id(p)] = count.get(id(p), 0) + 1
-    missing = sorted({n for pid, n in names.items()
-                      if count.get(pid, 0) == 0 and _param(model, n).requires_grad})
+    missing = sorted(
+        {n for pid, n in names.items() if count.get(pid, 0) == 0 and _param(model, n).requires_grad}
+    )
     twice = sorted(names.get(pid, "<unknown>") for pid, c in count.items() if c > 1)
     foreign = sum(1 for pid in count if pid not in names)
     if missing or twice or foreign:

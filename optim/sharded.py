@@ -143,8 +143,14 @@ def _bad(name: str, value: Any, why: str) -> ValueError:
     return ValueError(f"Invalid {name}: {value!r} ({why})")
 
 
-def check_float(name: str, value: Any, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False, hi_open: bool = False) -> None:
+def check_float(
+    name: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _bad(name, value, "must be a finite number")
     if lo is not None and (value < lo or (lo_open and value == lo)):
@@ -224,8 +230,11 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
         else:
             mats = [p for p in ps if p.ndim >= 2]
             vecs = [p for p in ps if p.ndim < 2]
-            routed = [{**param_group, "params": sub, "lmo": lmo}
-                      for lmo, sub in (("spectral", mats), ("adamw", vecs)) if sub]
+            routed = [
+                {**param_group, "params": sub, "lmo": lmo}
+                for lmo, sub in (("spectral", mats), ("adamw", vecs))
+                if sub
+            ]
         for group in routed:
             check_choice("lmo", group["lmo"], self.supported_lmos)
             if group["lmo"] == "adamw":
@@ -238,7 +247,9 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
             self._validate_hparams(group, " (param group)")
             for p in group["params"]:
                 if group["lmo"] == "spectral" and p.ndim < 2:
-                    raise _bad("lmo", "spectral", f"needs parameters with ndim >= 2, got shape {tuple(p.shape)}")
+                    raise _bad(
+                        "lmo", "spectral", f"needs parameters with ndim >= 2, got shape {tuple(p.shape)}"
+                    )
                 if group["lmo"] == "sign" and p.ndim < 1:
                     raise _bad("lmo", "sign", "needs parameters with ndim >= 1")
                 if not p.is_contiguous():
@@ -292,8 +303,12 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
 
     def state_bytes(self) -> int:
         """Bytes of optimizer state held by this rank."""
-        return sum(v.numel() * v.element_size() for s in self.state.values() for v in s.values()
-                   if isinstance(v, Tensor))
+        return sum(
+            v.numel() * v.element_size()
+            for s in self.state.values()
+            for v in s.values()
+            if isinstance(v, Tensor)
+        )
 
     # ---------------------------------------------------------------- plan
     def _get_plan(self) -> list[MatrixBucket | FlatBucket]:
@@ -336,7 +351,7 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
                 for r in range(W):
                     lo, hi = bucket.owned_range(index, r)
                     if hi > lo:
-                        send[r, off:off + hi - lo].copy_(flat[lo:hi])
+                        send[r, off : off + hi - lo].copy_(flat[lo:hi])
         return self._comm.reduce_scatter_mean(send)
 
     def _owned(self, bucket: MatrixBucket | FlatBucket, out: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
@@ -351,7 +366,7 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
                 lo, hi = bucket.owned_range(index)
                 if hi > lo:
                     off = bucket.offsets[index]
-                    items.append((p, p.view(-1)[lo:hi], out[off:off + hi - lo]))
+                    items.append((p, p.view(-1)[lo:hi], out[off : off + hi - lo]))
         return items
 
     def _gather(self, bucket: MatrixBucket | FlatBucket) -> tuple[Tensor | None, Any]:
@@ -382,7 +397,7 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
                 for src in range(W):
                     lo, hi = bucket.owned_range(index, src)
                     if src != r and hi > lo:
-                        flat[lo:hi].copy_(full[src, off:off + hi - lo])
+                        flat[lo:hi].copy_(full[src, off : off + hi - lo])
 
     # ---------------------------------------------------------------- reference hand-over
     def update_last_grad(self) -> None:
@@ -402,8 +417,9 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
     def _hand_over(self, key: str) -> None:
         if self.reference_source not in TWO_PASS_SOURCES:
             return
-        plan = [b for b in self._get_plan()
-                if self._group_reference(self.param_groups[b.group_index]) != "none"]
+        plan = [
+            b for b in self._get_plan() if self._group_reference(self.param_groups[b.group_index]) != "none"
+        ]
         launched = [(b, *self._scatter(b)) for b in plan]
         for bucket, out, work in launched:
             self._comm.wait_mean(out, work)
@@ -426,7 +442,8 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
             warnings.warn(
                 f"step() with reference source {source!r} but no reference gradient was handed over "
                 "(update_last_grad / update_lookahead_grad); using a zero correction (h_t := g_t).",
-                RuntimeWarning, stacklevel=4,
+                RuntimeWarning,
+                stacklevel=4,
             )
         return h
 
@@ -464,8 +481,17 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(g)
                     state["exp_avg_sq"] = torch.zeros_like(g)
                 state["step"] = state.get("step", 0) + 1
-                adamw_update_(X, state["exp_avg"], state["exp_avg_sq"], g, state["step"], group["lr"],
-                              tuple(group["adamw_betas"]), group["adamw_eps"], group["weight_decay"])
+                adamw_update_(
+                    X,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    g,
+                    state["step"],
+                    group["lr"],
+                    tuple(group["adamw_betas"]),
+                    group["adamw_eps"],
+                    group["weight_decay"],
+                )
             return
         directions = []
         for p, _, g in owned:
@@ -475,8 +501,11 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
             self._finish_reference(group, state, g)
         if isinstance(bucket, MatrixBucket):
             if directions:
-                O = newton_schulz(torch.stack(directions), steps=group["ns_steps"],
-                                  dtype=group["ns_dtype"] or default_ns_dtype(out.device))
+                O = newton_schulz(
+                    torch.stack(directions),
+                    steps=group["ns_steps"],
+                    dtype=group["ns_dtype"] or default_ns_dtype(out.device),
+                )
                 for (_, X, _), O_j in zip(owned, O):
                     self._apply_spectral(group, X, O_j)
         else:
@@ -493,8 +522,12 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
         plan = self._get_plan()
         if all(p.grad is None for b in plan for p in b.params) and "no_grad" not in self._warned:
             self._warned.add("no_grad")
-            warnings.warn("step() called while no parameter has a .grad on this rank; every gradient is "
-                          "treated as zero.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "step() called while no parameter has a .grad on this rank; every gradient is "
+                "treated as zero.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         launched = [(b, *self._scatter(b)) for b in plan]
         gathers = []
         for bucket, out, work in launched:

@@ -24,12 +24,15 @@ NEVER_GRAD = 9
 SOMETIMES_NONE = 4  # grad None at step 2 (single process) / on rank 1 (distributed)
 
 MUON_CONFIGS: dict[str, dict[str, Any]] = {
-    "mars_clip_moonlight": dict(momentum=0.9, gamma=0.1, clip=True, nesterov=False, scale="moonlight",
-                                weight_decay=0.1),
-    "mars_noclip_muon": dict(momentum=0.8, gamma=0.3, clip=False, nesterov=False, scale="muon",
-                             weight_decay=0.0),
-    "mars_nesterov": dict(momentum=0.95, gamma=0.025, clip=True, nesterov=True, scale="moonlight",
-                          weight_decay=0.0),
+    "mars_clip_moonlight": dict(
+        momentum=0.9, gamma=0.1, clip=True, nesterov=False, scale="moonlight", weight_decay=0.1
+    ),
+    "mars_noclip_muon": dict(
+        momentum=0.8, gamma=0.3, clip=False, nesterov=False, scale="muon", weight_decay=0.0
+    ),
+    "mars_nesterov": dict(
+        momentum=0.95, gamma=0.025, clip=True, nesterov=True, scale="moonlight", weight_decay=0.0
+    ),
     "ema_baseline": dict(momentum=0.95, gamma=0.0, clip=False, nesterov=True, scale="muon", weight_decay=0.0),
 }
 GLUON_CONFIGS: dict[str, dict[str, Any]] = {
@@ -39,8 +42,13 @@ GLUON_CONFIGS: dict[str, dict[str, Any]] = {
     "mvr3": dict(variant="mvr3", beta=0.9, q=0.5, alpha=0.8),
 }
 # hand-over mode -> reference source
-MODES = {"none": "none", "prev_step": "prev_step", "last_prev_params": "prev_params",
-         "lookahead_prev_params": "prev_params", "last_prev_batch": "prev_batch"}
+MODES = {
+    "none": "none",
+    "prev_step": "prev_step",
+    "last_prev_params": "prev_params",
+    "lookahead_prev_params": "prev_params",
+    "last_prev_batch": "prev_batch",
+}
 ADAMW = dict(lr=0.02, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
 
 
@@ -53,8 +61,9 @@ def make_case(steps: int, seed: int, dtype: torch.dtype = torch.float64) -> dict
 
     X0 = [rnd(s, 0) for s in SHAPES]
     grads = [[None if i == NEVER_GRAD else rnd(s, i) for i, s in enumerate(SHAPES)] for _ in range(steps)]
-    refs = [[None if t == 0 or i == NEVER_GRAD else rnd(s, i) for i, s in enumerate(SHAPES)]
-            for t in range(steps)]
+    refs = [
+        [None if t == 0 or i == NEVER_GRAD else rnd(s, i) for i, s in enumerate(SHAPES)] for t in range(steps)
+    ]
     return {"X0": X0, "grads": grads, "refs": refs}
 
 
@@ -69,19 +78,35 @@ def oracle_refs(case: dict[str, Any], mode: str) -> list[list[torch.Tensor | Non
             out.append([torch.zeros(s, dtype=torch.float64) if g is None else g for g, s in zip(gs, SHAPES)])
         return out
     # handed-over references: a None grad in the hand-over is a zero reference
-    return [[None if t == 0 else (torch.zeros(s, dtype=torch.float64) if h is None else h)
-             for h, s in zip(hs, SHAPES)] for t, hs in enumerate(refs)]
+    return [
+        [
+            None if t == 0 else (torch.zeros(s, dtype=torch.float64) if h is None else h)
+            for h, s in zip(hs, SHAPES)
+        ]
+        for t, hs in enumerate(refs)
+    ]
 
 
-def build(kind: str, params: list[torch.Tensor], config: dict[str, Any], mode: str,
-          ns_dtype: torch.dtype = torch.float64) -> MuonMVR | GluonMVR:
+def build(
+    kind: str,
+    params: list[torch.Tensor],
+    config: dict[str, Any],
+    mode: str,
+    ns_dtype: torch.dtype = torch.float64,
+) -> MuonMVR | GluonMVR:
     lmos = MUON_LMOS if kind == "muon_mvr" else GLUON_LMOS
     groups: dict[str, list[torch.Tensor]] = {}
     for p, lmo in zip(params, lmos):
         groups.setdefault(lmo, []).append(p)
     param_groups = [{"params": ps, "lmo": lmo} for lmo, ps in groups.items()]
-    common = dict(reference=MODES[mode], ns_dtype=ns_dtype, adamw_lr=ADAMW["lr"],
-                  adamw_betas=ADAMW["betas"], adamw_eps=ADAMW["eps"], adamw_weight_decay=ADAMW["weight_decay"])
+    common = dict(
+        reference=MODES[mode],
+        ns_dtype=ns_dtype,
+        adamw_lr=ADAMW["lr"],
+        adamw_betas=ADAMW["betas"],
+        adamw_eps=ADAMW["eps"],
+        adamw_weight_decay=ADAMW["weight_decay"],
+    )
     if kind == "muon_mvr":
         return MuonMVR(param_groups, lr=0.05, **config, **common)
     return GluonMVR(param_groups, lr=0.01, hidden_scale=2.0, embed_scale=3.0, **config, **common)
@@ -98,8 +123,17 @@ def _set_grads(params: list[torch.Tensor], grads: list[torch.Tensor | None], non
         p.grad = None if g is None or i in none_at else g.to(p.dtype).clone()
 
 
-def drive(opt: Any, params: list[torch.Tensor], case: dict[str, Any], mode: str, *, start: int = 0,
-          stop: int | None = None, local: Any = None, none_at: Any = None) -> list[list[torch.Tensor]]:
+def drive(
+    opt: Any,
+    params: list[torch.Tensor],
+    case: dict[str, Any],
+    mode: str,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    local: Any = None,
+    none_at: Any = None,
+) -> list[list[torch.Tensor]]:
     """Steps ``start..stop-1`` of a case. ``local(tensor, t, i, kind)`` maps a global gradient to this
     rank's local one (default: identity); ``none_at(t, kind)`` gives indices whose grad is None."""
     grads, refs = case["grads"], case["refs"]
@@ -152,9 +186,18 @@ def dist_variants() -> list[tuple[str, str, str]]:
     return out
 
 
-def run_variant(kind: str, name: str, mode: str, steps: int, rank: int = 0, world: int = 1,
-                dtype: torch.dtype = torch.float32, resume_at: int | None = None,
-                ckpt_dir: str | None = None, imitate_world: int = 2) -> tuple[list[torch.Tensor], int]:
+def run_variant(
+    kind: str,
+    name: str,
+    mode: str,
+    steps: int,
+    rank: int = 0,
+    world: int = 1,
+    dtype: torch.dtype = torch.float32,
+    resume_at: int | None = None,
+    ckpt_dir: str | None = None,
+    imitate_world: int = 2,
+) -> tuple[list[torch.Tensor], int]:
     """Run one variant for ``steps`` steps as rank ``rank`` of ``world``; returns (params, state bytes).
 
     With ``resume_at``, the optimizer is checkpointed after that many steps (this rank's own file),
@@ -201,8 +244,15 @@ def _single_process_case(case: dict[str, Any], W: int) -> dict[str, Any]:
     return {**case, "grads": grads}
 
 
-def dist_worker(rank: int, world: int, store: str, out_dir: str, variants: list[tuple[str, str, str]],
-                steps: int, resume_variants: list[tuple[str, str, str]]) -> None:
+def dist_worker(
+    rank: int,
+    world: int,
+    store: str,
+    out_dir: str,
+    variants: list[tuple[str, str, str]],
+    steps: int,
+    resume_variants: list[tuple[str, str, str]],
+) -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", FutureWarning)
     import torch.distributed as dist
@@ -213,8 +263,9 @@ def dist_worker(rank: int, world: int, store: str, out_dir: str, variants: list[
         for v in variants:
             results[v] = run_variant(*v, steps=steps, rank=rank, world=world)
         for v in resume_variants:
-            results[("resume", *v)] = run_variant(*v, steps=steps, rank=rank, world=world,
-                                                  resume_at=2, ckpt_dir=out_dir)
+            results[("resume", *v)] = run_variant(
+                *v, steps=steps, rank=rank, world=world, resume_at=2, ckpt_dir=out_dir
+            )
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

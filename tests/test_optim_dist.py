@@ -13,8 +13,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import optim_workers as W  # noqa: E402
 
 STEPS = 4
-RESUME = [("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"), ("gluon", "mvr2", "last_prev_batch"),
-          ("muon_mvr", "mars_nesterov", "prev_step")]
+RESUME = [
+    ("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"),
+    ("gluon", "mvr2", "last_prev_batch"),
+    ("muon_mvr", "mars_nesterov", "prev_step"),
+]
 
 
 def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -23,15 +26,23 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.dist
 @pytest.mark.parametrize("world", [2, 3])
-def test_distributed_equals_single_process(tmp_path: "os.PathLike[str]", world: int) -> None:
+def test_distributed_equals_single_process(tmp_path: os.PathLike[str], world: int) -> None:
     variants = W.dist_variants()
     if world == 3:  # cheaper: one variant per estimator, the two-pass hand-overs included
-        variants = [("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"),
-                    ("muon_mvr", "ema_baseline", "none"), ("gluon", "mvr1", "last_prev_params"),
-                    ("gluon", "mvr3", "prev_step"), ("gluon", "gluon", "none")]
+        variants = [
+            ("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"),
+            ("muon_mvr", "ema_baseline", "none"),
+            ("gluon", "mvr1", "last_prev_params"),
+            ("gluon", "mvr3", "prev_step"),
+            ("gluon", "gluon", "none"),
+        ]
     resume = RESUME if world == 2 else []
-    mp.spawn(W.dist_worker, args=(world, os.path.join(tmp_path, "store"), str(tmp_path), variants, STEPS, resume),
-             nprocs=world, join=True)
+    mp.spawn(
+        W.dist_worker,
+        args=(world, os.path.join(tmp_path, "store"), str(tmp_path), variants, STEPS, resume),
+        nprocs=world,
+        join=True,
+    )
     results = [torch.load(os.path.join(tmp_path, f"rank{r}.pt"), weights_only=False) for r in range(world)]
     for v in variants:
         single, single_bytes = W.run_variant(*v, steps=STEPS, imitate_world=world)

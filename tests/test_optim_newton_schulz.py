@@ -20,10 +20,13 @@ def conditioned(shape: tuple[int, int], cond: float, seed: int) -> torch.Tensor:
     return 37.0 * U @ torch.diag(S) @ V.T
 
 
-@pytest.mark.parametrize("dtype,band", [(torch.float64, (0.67, 1.14)), (torch.float32, (0.67, 1.14)),
-                                        (torch.bfloat16, (0.6, 1.2))])
+@pytest.mark.parametrize(
+    "dtype,band", [(torch.float64, (0.67, 1.14)), (torch.float32, (0.67, 1.14)), (torch.bfloat16, (0.6, 1.2))]
+)
 @pytest.mark.parametrize("shape", [(48, 16), (16, 48), (24, 24), (30, 20)])
-def test_singular_values_in_band(shape: tuple[int, int], dtype: torch.dtype, band: tuple[float, float]) -> None:
+def test_singular_values_in_band(
+    shape: tuple[int, int], dtype: torch.dtype, band: tuple[float, float]
+) -> None:
     G = conditioned(shape, cond=100.0, seed=sum(shape))
     s = torch.linalg.svdvals(newton_schulz(G, dtype=dtype).double())
     assert band[0] <= s.min() and s.max() <= band[1], (s.min().item(), s.max().item())
@@ -35,7 +38,9 @@ def test_matches_literal_float64() -> None:
         assert torch.allclose(newton_schulz(G, dtype=torch.float64), ns_literal(G), atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize(
+    "dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5), (torch.bfloat16, 2e-2)]
+)
 @pytest.mark.parametrize("shape", [(12, 5), (5, 12)])
 def test_batched_equals_one_by_one(shape: tuple[int, int], dtype: torch.dtype, atol: float) -> None:
     G = torch.randn((6, *shape), dtype=torch.float32)
@@ -44,7 +49,9 @@ def test_batched_equals_one_by_one(shape: tuple[int, int], dtype: torch.dtype, a
     assert batched.shape == G.shape and batched.dtype == G.dtype
     assert torch.allclose(batched, single, atol=atol)
     # extra leading dims are flattened and restored
-    assert torch.allclose(newton_schulz(G.reshape(2, 3, *shape), dtype=dtype).reshape(G.shape), batched, atol=atol)
+    assert torch.allclose(
+        newton_schulz(G.reshape(2, 3, *shape), dtype=dtype).reshape(G.shape), batched, atol=atol
+    )
 
 
 def test_transpose_equivariance_and_scale_invariance() -> None:

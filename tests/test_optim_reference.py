@@ -27,8 +27,10 @@ def test_matches_float64_oracle(kind: str, name: str, mode: str) -> None:
     got = W.drive(opt, params, case, mode)
 
     lmos = W.MUON_LMOS if kind == "muon_mvr" else W.GLUON_LMOS
-    grads = [[None if (t == 1 and i == W.SOMETIMES_NONE) else g for i, g in enumerate(gs)]
-             for t, gs in enumerate(case["grads"])]
+    grads = [
+        [None if (t == 1 and i == W.SOMETIMES_NONE) else g for i, g in enumerate(gs)]
+        for t, gs in enumerate(case["grads"])
+    ]
     refs = W.oracle_refs({**case, "grads": grads}, mode)
     want = reference_run(kind, case["X0"], lmos, grads, refs, W.oracle_hparams(kind, config), W.ADAMW)
     for t in range(STEPS):

@@ -110,3 +110,12 @@ def test_real_gpt2_ids(monkeypatch):
     assert enc.encode_ordinary("hello world") == [31373, 995]
     assert enc.encode_ordinary("The quick brown fox.") == [464, 2068, 7586, 21831, 13]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == GPT2_RANKS_SHA256
+
+
+def test_tiktoken_cache_route_never_downloads(tmp_path, monkeypatch):
+    import tiktoken.load
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty cache
+    fetch = tiktoken.load.read_file
+    assert tokenizer._tiktoken_cached_gpt2() is None  # no network attempt: the remote fetch is disabled
+    assert tiktoken.load.read_file is fetch  # and restored afterwards

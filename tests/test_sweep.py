@@ -1,0 +1,146 @@
+"""scripts/sweep.py: the plan (figure.optimizers expanded, shared runs deduplicated, batches scaled), the
+commands it prints, and, through the real train.py on CPU, that it skips completed runs, resumes an
+interrupted one, and names a failed one in a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import pytest
+from trainer_utils import compose_cfg, read_metrics, small_run_overrides
+
+from data.synthetic import write_synthetic_shards
+from scripts import sweep
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_shards(out, train_tokens=100_000, val_tokens=10_000, seed=0)
+    return out
+
+
+def extras(data_dir, steps=STEPS, **kw) -> list[str]:
+    """The seconds-long CPU run of the trainer tests, under a figure experiment (which asks for GPT-124M)."""
+    kw = {"train.val_every": 2, "train.ckpt_every": 2, **kw}
+    o = small_run_overrides("unused", data_dir, "unused", steps, **kw)
+    return ["model=tiny", "data=synthetic"] + [x for x in o if sweep.override_key(x) not in ("optimizer",
+                                                                                                  "run_dir")]
+
+
+def test_dry_run_prints_the_deduplicated_commands(tmp_path, data_dir, capsys):
+    results = tmp_path / "results"
+    ex = extras(data_dir)
+    args = ["--experiments", "fig1", "fig2", "fig3", "fig4", "--seeds", "0", "1", "--results", str(results),
+            "--large-batch", "16", "--small-batch", "4"]
+    assert sweep.main([*args, "--dry-run", "--", *ex]) == 0
+    out = capsys.readouterr().out
+    commands = [shlex.split(ln.split("&&", 1)[1]) for ln in out.splitlines() if "&& " in ln]
+    expected = []
+    for exp, opt, b in [("fig1", "gluon", 16), ("fig1", "gluon_mvr1", 16), ("fig2", "gluon", 4),
+                        ("fig2", "gluon_mvr1", 4), ("fig3", "gluon_mvr2", 16), ("fig4", "gluon_mvr3", 16)]:
+        for seed in (0, 1):
+            expected.append([sys.executable, "train.py", f"experiment={exp}", f"optimizer={opt}",
+                             f"seed={seed}", *ex, f"batch.global_seqs={b}",
+                             f"run_dir={results}/{opt}_b{b}_s{seed}"])
+    assert commands == expected  # Gluon at B=16 (figs. 1, 3 and 4) runs once per seed
+    assert "12 runs (0 done, 0 to resume, 12 new)" in out
+    assert f"[0] new    gluon B=16 seed=0 (fig1/fig3/fig4) -> {results}/gluon_b16_s0" in out
+    assert not results.exists()  # a dry run launches and creates nothing
+
+    # torchrun for several processes; --print-commands and --count for a scheduler
+    assert sweep.main([*args, "--nproc", "2", "--print-commands", "--", *ex]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 12
+    assert shlex.split(lines[0].split("&&", 1)[1])[:6] == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py"]
+    assert sweep.main([*args, "--count", "--", *ex]) == 0
+    assert capsys.readouterr().out.strip() == "12"
+
+    # without --large-batch the experiments' own batch (b512 -> 512 sequences) names the run
+    unscaled = [x for x in ex if not x.startswith("batch.global_seqs")]
+    runs = sweep.plan(["muon_mvr"], [3], None, results, unscaled)
+    assert [r.run_dir.name for r in runs] == ["muon_b512_s3", "muon_mvr1_b512_s3", "muon_mvr2_b512_s3",
+                                              "muon_mvr3_b512_s3"]
+    with pytest.raises(SystemExit, match=r"sets \['seed'\] itself"):
+        sweep.plan(["fig1"], [0], None, results, [*ex, "seed=3"])
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+def test_skips_completed_runs_and_resumes_an_interrupted_one(tmp_path, data_dir, capsys, monkeypatch):
+    import train
+
+    results = tmp_path / "results"
+    ex = extras(data_dir)
+    args = ["--experiments", "fig1", "fig3", "--optimizers", "gluon", "--seeds", "0", "1", "--results",
+            str(results), "--parallel", "2", "--progress-every", "0"]
+    # seed 0 is interrupted after its step-2 checkpoint, exactly as the sweep would have launched it
+    run0 = sweep.plan(["fig1"], [0], ["gluon"], results, ex)[0]
+    real_save = train.Checkpointer.save
+
+    def save_then_crash(self, step, *a, **k):
+        real_save(self, step, *a, **k)
+        if step == 2:
+            raise Crash
+
+    monkeypatch.setattr(train.Checkpointer, "save", save_then_crash)
+    with pytest.raises(Crash):
+        train.train(compose_cfg(run0.overrides))
+    monkeypatch.undo()
+    d0, d1 = results / "gluon_b8_s0", results / "gluon_b8_s1"
+    assert [r["step"] for r in read_metrics(d0)] == [1, 2] and not (d0 / "summary.json").exists()
+
+    assert sweep.main([*args, "--", *ex]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs (0 done, 1 to resume, 1 new)" in out
+    assert "start [0] gluon B=8 seed=0 (fig1/fig3)" in out and "(resume from step_000002" in out
+    assert "finished 2 of 2 runs" in out
+    for d in (d0, d1):
+        assert [r["step"] for r in read_metrics(d)] == list(range(1, STEPS + 1))
+        assert json.loads((d / "summary.json").read_text())["completed"] is True
+        assert "figure:\n  name: fig1" in (d / "config.yaml").read_text()  # launched once, under fig1
+    assert f"resumed from {d0}/ckpt/step_000002 at step 2" in (d0 / "train.log").read_text()
+    assert "resumed" not in (d1 / "train.log").read_text()
+
+    # a second sweep launches nothing
+    stamps = {p: p.stat().st_mtime_ns for d in (d0, d1) for p in d.iterdir() if p.is_file()}
+    assert sweep.main([*args, "--", *ex]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs (2 done, 0 to resume, 0 new)" in out and "nothing to do" in out
+    assert out.count("skip  [") == 2 and "start [" not in out
+    assert stamps == {p: p.stat().st_mtime_ns for d in (d0, d1) for p in d.iterdir() if p.is_file()}
+
+    # a run whose summary is gone, or whose metrics stop short, is resumed from its checkpoint, not skipped
+    (d1 / "summary.json").unlink()
+    lines = (d0 / "metrics.jsonl").read_text().splitlines()
+    (d0 / "metrics.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    assert sweep.main([*args, "--dry-run", "--", *ex]) == 0
+    out = capsys.readouterr().out
+    assert "[0] resume gluon B=8 seed=0" in out and "metrics at step 3" in out
+    assert "[1] resume gluon B=8 seed=1" in out
+
+    # the same directory planned with another config is refused, not resumed into a different run
+    with pytest.raises(SystemExit, match=r"different config .* train\.steps: 4 -> 6"):
+        sweep.main([*args, "--", *extras(data_dir, steps=6)])
+
+
+@pytest.mark.slow
+def test_a_failed_run_exits_nonzero_and_is_named(tmp_path, data_dir, capsys):
+    results = tmp_path / "results"
+    ex = [x for x in extras(data_dir) if not x.startswith("data.train_files")]
+    ex += [f"data.train_files={tmp_path}/nowhere/*.bin", "data.name=elsewhere"]  # not written on demand
+    rc = sweep.main(["--experiments", "fig2", "--optimizers", "gluon_mvr1", "--results", str(results),
+                     "--progress-every", "0", "--", *ex])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "FAIL  [0] gluon_mvr1 B=8 seed=0 (fig2): exit code 1" in out
+    assert "1 run(s) FAILED" in out and f"{results}/gluon_mvr1_b8_s0/launcher.out" in out
+    assert "Traceback" in (results / "gluon_mvr1_b8_s0" / "launcher.out").read_text()

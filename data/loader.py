@@ -167,7 +167,6 @@ class TrainLoader:
         self._cache_size = max(1, cache_size)
         self._staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []  # pinned ring (CUDA)
         self._next_stage = 0
-        self._scratch = np.empty((self.local_seqs, seq_len + 1), dtype=np.int32)
 
     # ---- where things are -------------------------------------------------------------------------
     @property
@@ -210,16 +209,25 @@ class TrainLoader:
             self._tokens[i] = np.asarray(read_shard(self.paths[i], self.vocab_size, check_all_ids=False))
         return self._tokens[i]
 
-    def _gather(self, step: int, out: np.ndarray) -> None:
-        """Fill ``out`` (local_seqs, seq_len+1) with this rank's windows of global batch ``step``."""
+    def _gather(self, step: int, x: np.ndarray, y: np.ndarray | None = None) -> None:
+        """Copy this rank's windows of global batch ``step`` out of the memory maps: whole windows into
+        ``x`` (local_seqs, seq_len+1), or inputs into ``x`` and targets into ``y`` (local_seqs, seq_len).
+        Plain numpy row copies: no thread pool, so the cost stays flat on a busy machine."""
         first = step * self.global_seqs + self.rank * self.local_seqs
         items = np.arange(first, first + self.local_seqs, dtype=np.int64)
         files, offsets = self._locate(self._windows(items))
-        span = self.seq_len + 1
+        span, t = self.seq_len + 1, self.seq_len
         for row, (f, o) in enumerate(zip(files.tolist(), offsets.tolist())):
-            out[row] = self._shard(f)[o : o + span]
-        if out.size and int(out.max()) >= self.vocab_size:
-            row = int(np.argmax((out >= self.vocab_size).any(axis=1)))
+            window = self._shard(f)[o : o + span]
+            if y is None:
+                x[row] = window
+            else:
+                x[row] = window[:t]
+                y[row] = window[1:]
+        top = int(x.max()) if y is None else max(int(x[:, 0].max()), int(y.max()))  # covers every token
+        if top >= self.vocab_size:
+            rows = x if y is None else y
+            row = int(np.argmax((rows >= self.vocab_size).any(axis=1) | (x[:, 0] >= self.vocab_size)))
             f, o = int(files[row]), int(offsets[row])
             check_ids(self.paths[f], self._shard(f)[o : o + span], self.vocab_size, start=o)
 
@@ -248,7 +256,8 @@ class TrainLoader:
             self._cache.move_to_end(step)
             return self._cache[step]
         m = self.micro_seqs
-        if self.device.type == "cuda":
+        out = []
+        if self.device.type == "cuda":  # stage int32 windows in pinned memory, widen on the GPU
             staged = self._stage()
             self._gather(step, staged.numpy())
             on_dev = staged.to(self.device, non_blocking=True)
@@ -256,13 +265,16 @@ class TrainLoader:
             event.record()
             self._staging[self._next_stage] = (staged, event)
             self._next_stage = (self._next_stage + 1) % 2
-        else:
-            self._gather(step, self._scratch)
-            on_dev = torch.from_numpy(self._scratch)
-        out = []
-        for i in range(self.accum_steps):
-            rows = on_dev[i * m : (i + 1) * m]
-            out.append((rows[:, :-1].to(torch.int64).contiguous(), rows[:, 1:].to(torch.int64).contiguous()))
+            for i in range(self.accum_steps):
+                rows = on_dev[i * m : (i + 1) * m]
+                x, y = rows[:, :-1].to(torch.int64), rows[:, 1:].to(torch.int64)
+                out.append((x.contiguous(), y.contiguous()))
+        else:  # gather straight into int64 inputs and targets; micro-batches are contiguous row blocks
+            x = np.empty((self.local_seqs, self.seq_len), dtype=np.int64)
+            y = np.empty_like(x)
+            self._gather(step, x, y)
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+            out = [(xt[i * m : (i + 1) * m], yt[i * m : (i + 1) * m]) for i in range(self.accum_steps)]
         self._cache[step] = out
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -116,7 +116,7 @@ def test_lookahead_and_previous_match_stream_without_rereading(shards, monkeypat
     loader = TrainLoader(files, T, 12, 4, seed=2)
     reads = []
     gather = loader._gather
-    monkeypatch.setattr(loader, "_gather", lambda step, out: (reads.append(step), gather(step, out)))
+    monkeypatch.setattr(loader, "_gather", lambda step, *a: (reads.append(step), gather(step, *a)))
     for t in range(6):
         if t > 0:
             prev = loader.batch(t - 1)  # two-pass: the previous batch

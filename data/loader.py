@@ -391,8 +391,14 @@ class ValLoader:
     def __iter__(self):
         m = self.micro_seqs
         for i in range(self.num_batches):
-            rows = self._rows[i * m : (i + 1) * m].to(self.device, non_blocking=True)
-            yield rows[:, :-1].to(torch.int64).contiguous(), rows[:, 1:].to(torch.int64).contiguous()
+            rows = self._rows[i * m : (i + 1) * m]
+            if self.device.type == "cuda":  # pinned int32 -> GPU, widened there
+                rows = rows.to(self.device, non_blocking=True)
+                yield rows[:, :-1].to(torch.int64).contiguous(), rows[:, 1:].to(torch.int64).contiguous()
+            else:  # numpy copies: no torch thread pool
+                r = rows.numpy()
+                yield (torch.from_numpy(np.ascontiguousarray(r[:, :-1], dtype=np.int64)),
+                       torch.from_numpy(np.ascontiguousarray(r[:, 1:], dtype=np.int64)))
 
 
 def _divisibility_message(what: str, total: int, micro: int, world: int) -> str:

@@ -68,11 +68,11 @@ class Comm:
             work = dist.reduce_scatter_tensor(  # flat 1-D buffers: gloo wants the concatenated form
                 out, send.reshape(-1), op=dist.ReduceOp.SUM, group=self.group, async_op=True
             )
-        return out.view(send.shape[1:]), work
+        return out.view(send.shape[1:]), (work, send)  # keep the input alive until the wait
 
     def wait_mean(self, out: Tensor, work: Any) -> None:
         if work is not None:
-            work.wait()
+            work[0].wait()
             out.mul_(1.0 / self.world)
 
     def all_gather(self, inp: Tensor) -> tuple[Tensor, Any]:
@@ -83,7 +83,7 @@ class Comm:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             work = dist.all_gather_into_tensor(out, inp.reshape(-1), group=self.group, async_op=True)
-        return out.view(self.world, *inp.shape), work
+        return out.view(self.world, *inp.shape), (work, inp)  # keep the input alive until the wait
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
     def _write_back(self, bucket: MatrixBucket | FlatBucket, full: Tensor | None, work: Any) -> None:
         if full is None:
             return
-        work.wait()
+        work[0].wait()
         W, r = self._comm.world, self._comm.rank
         if isinstance(bucket, MatrixBucket):
             for i, p in enumerate(bucket.params):

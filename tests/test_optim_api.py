@@ -239,3 +239,38 @@ def test_closure_and_double_precision_default_dtype() -> None:
 
     loss = opt.step(closure)
     assert loss.item() > 0 and p.dtype == torch.float64
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "kind,name,mode",
+    [("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"), ("gluon", "mvr3", "last_prev_batch")],
+)
+def test_cuda_bf16_newton_schulz_close_to_float64_oracle(kind: str, name: str, mode: str) -> None:
+    from optim.reference import reference_run
+
+    config = (W.MUON_CONFIGS if kind == "muon_mvr" else W.GLUON_CONFIGS)[name]
+    case = W.make_case(3, seed=5)
+    params = [torch.nn.Parameter(x.float().cuda()) for x in case["X0"]]
+    opt = W.build(kind, params, config, mode, ns_dtype=None)  # None → bf16 on CUDA
+    cuda_case = {
+        k: [[None if x is None else x.float().cuda() for x in row] for row in v] if k != "X0" else v
+        for k, v in case.items()
+    }
+    got = W.drive(opt, params, cuda_case, mode)
+    lmos = W.MUON_LMOS if kind == "muon_mvr" else W.GLUON_LMOS
+    grads = [
+        [None if (t == 1 and i == W.SOMETIMES_NONE) else g for i, g in enumerate(gs)]
+        for t, gs in enumerate(case["grads"])
+    ]
+    want = reference_run(
+        kind,
+        case["X0"],
+        lmos,
+        grads,
+        W.oracle_refs({**case, "grads": grads}, mode),
+        W.oracle_hparams(kind, config),
+        W.ADAMW,
+    )
+    for a, b in zip(got[-1], want[-1]):
+        assert (a.double().cpu() - b).abs().max() <= 0.05 * b.abs().max()

@@ -5,8 +5,9 @@
     python scripts/bench_loader.py --files 'data_cache/fineweb10B/fineweb_train_*.bin'
 
 Times ``TrainLoader.batch(step)`` for steps never served before (no cache hits), after one warm-up step,
-and prints the median in milliseconds. With ``--device cuda`` the time is the CPU time to gather, stage
-and launch the copies (the call does not wait for the GPU).
+and prints the median CPU time (process time, which other processes on a shared machine do not inflate)
+and the median wall time, in milliseconds. With ``--device cuda`` it is the time to gather, stage and
+launch the copies (the call does not wait for the GPU).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from data.loader import TrainLoader  # noqa: E402
 from data.synthetic import write_synthetic_shards  # noqa: E402
 
 
-def bench(files: str, seq_len: int, global_seqs: int, micro_seqs: int, steps: int, device: str) -> float:
-    """Median milliseconds per ``batch(step)`` over ``steps`` fresh steps."""
+def bench(files: str, seq_len: int, global_seqs: int, micro_seqs: int, steps: int,
+          device: str) -> tuple[float, float]:
+    """Median (CPU ms, wall ms) per ``batch(step)`` over ``steps`` fresh steps."""
     loader = TrainLoader(files, seq_len, global_seqs, micro_seqs, device=device, seed=0)
     loader.batch(0)  # warm-up: opens the memory maps
-    times = []
+    cpu, wall = [], []
     for step in range(1, steps + 1):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         loader.batch(step)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(cpu), 1e3 * statistics.median(wall)
 
 
 def main(argv=None) -> int:
@@ -50,8 +53,8 @@ def main(argv=None) -> int:
         files = a.files
         if files is None:
             files, _ = write_synthetic_shards(tmp, a.train_tokens, 1000, seed=0)
-        ms = bench(files, a.seq_len, a.global_seqs, a.micro_seqs, a.steps, a.device)
-    print(f"loader: {ms:.2f} ms per {a.global_seqs}x{a.seq_len} global batch "
+        cpu_ms, wall_ms = bench(files, a.seq_len, a.global_seqs, a.micro_seqs, a.steps, a.device)
+    print(f"loader: {cpu_ms:.2f} ms CPU ({wall_ms:.2f} ms wall) per {a.global_seqs}x{a.seq_len} global batch "
           f"(median of {a.steps} steps, micro_seqs={a.micro_seqs}, device={a.device})")
     return 0
 

@@ -239,4 +239,4 @@ def test_bench_loader_script_runs(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--train-tokens", "20000", "--seq-len", "64", "--global-seqs", "16",
                        "--micro-seqs", "4", "--steps", "3"]) == 0
-    assert "ms per 16x64 global batch" in capsys.readouterr().out
+    assert "ms wall) per 16x64 global batch" in capsys.readouterr().out

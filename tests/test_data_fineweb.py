@@ -145,3 +145,18 @@ def test_download_gives_up_on_a_persistently_bad_file(tmp_path, monkeypatch):
     assert calls == [False, True]
     with pytest.raises(ValueError, match="0..103"):
         fineweb.download(tmp_path, 104)
+
+
+def test_tokenize_with_real_gpt2_matches_tiktoken(tmp_path):
+    from data.tokenizer import ranks_candidates
+
+    path = next((p for p in ranks_candidates() if p.is_file()), None)
+    if path is None:
+        pytest.skip("GPT-2 BPE ranks not available offline (run `python -m data.tokenizer` once)")
+    texts = _texts(40, seed=5) + ["Hello world, the quick brown fox.", "<|endoftext|> is plain text here"]
+    src = _parquet(tmp_path / "a.parquet", texts)
+    fineweb.main(["tokenize", "--out", str(tmp_path / "out"), "--files", src, "--workers", "1"])
+    enc = encoding_from_ranks(path)
+    ref = np.concatenate([[EOT] + enc.encode_ordinary(t) for t in texts])
+    assert np.array_equal(_all_tokens(tmp_path / "out")[1], ref)
+    assert ref.max() == EOT and (ref == EOT).sum() == len(texts)  # special text is not a special token

@@ -30,6 +30,8 @@ Slurm (or any scheduler): the plan is deterministic, so a job array can run one 
         "python scripts/sweep.py <same args> --nproc 8 --task-index \\$SLURM_ARRAY_TASK_ID"
 or feed `--print-commands` (one shell command per run still to do) to your own submission script.
 Each process's stdout and stderr go to <run_dir>/launcher.out; the sweep exits non-zero naming failed runs.
+--drop-ckpt removes <run_dir>/ckpt of each completed run (metrics, config, summary and logs stay; a completed
+run is recognised by those alone), which keeps a many-run CPU sweep's disk use small.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,14 +163,13 @@ def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None,
             exp_optimizers = optimizers or base.get("figure", {}).get("optimizers") or []
             if not exp_optimizers:
                 raise SystemExit(f"error: experiment {exp} lists no figure.optimizers; pass --optimizers")
+            scaled = batch_for.get(BATCH_ROLES.get(base["batch"]["name"], ""))
+            unchanged = scaled in (None, base["batch"]["global_seqs"])
+            scale = [] if unchanged else [f"batch.global_seqs={scaled}"]
             for opt in exp_optimizers:
                 for seed in seeds:
-                    ov = [f"experiment={exp}", f"optimizer={opt}", f"seed={seed}", *extra]
+                    ov = [f"experiment={exp}", f"optimizer={opt}", f"seed={seed}", *extra, *scale]
                     cfg = composer(ov)
-                    scaled = batch_for.get(BATCH_ROLES.get(cfg["batch"]["name"], ""))
-                    if scaled is not None and cfg["batch"]["global_seqs"] != scaled:
-                        ov.append(f"batch.global_seqs={scaled}")
-                        cfg = composer(ov)
                     b = cfg["batch"]["global_seqs"]
                     run_dir = run_dir_for(results, cfg["optimizer"]["name"], b, seed)
                     ov.append(f"run_dir={display_path(run_dir)}")
@@ -338,8 +340,15 @@ def with_suppressed(fn, *args) -> None:
         pass
 
 
+def drop_ckpt(run: Run, say) -> None:
+    ckpt = run.run_dir / "ckpt"
+    if ckpt.is_dir():
+        shutil.rmtree(ckpt)
+        say(f"removed {display_path(ckpt)} (--drop-ckpt)")
+
+
 def execute(todo: list[Run], nproc: int, parallel: int, python: str, threads: int, gpus: list[str],
-            progress_every: float, say) -> list[Run]:
+            progress_every: float, say, drop: bool = False) -> list[Run]:
     """Run `todo` with at most `parallel` processes at a time. Returns the runs that failed."""
     pending, running, failed = list(todo), [], []
     free_gpus = [gpus[i * nproc:(i + 1) * nproc] if gpus else [] for i in range(parallel)]
@@ -368,6 +377,8 @@ def execute(todo: list[Run], nproc: int, parallel: int, python: str, threads: in
                     val = last_record(run.run_dir / "metrics.jsonl").get("val_loss")
                     say(f"done  [{run.index}] {run.label} in {secs:.0f} s, final val_loss {val:.4f} "
                         f"({finished}/{total} finished, {len(failed)} failed)")
+                    if drop:
+                        drop_ckpt(run, say)
                 else:
                     failed.append(run)
                     reason = f"exit code {rc}" if rc != 0 else f"exit code 0 but {why}"
@@ -415,6 +426,8 @@ def parse_args(argv=None):
     ap.add_argument("--gpus", default=None,
                     help="comma-separated GPU ids shared out, nproc per concurrent run (e.g. 0,1,2,3)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for train.py (default: this one)")
+    ap.add_argument("--drop-ckpt", action="store_true",
+                    help="delete <run_dir>/ckpt once a run is complete (also of runs found complete)")
     ap.add_argument("--progress-every", type=float, default=60.0,
                     help="seconds between progress lines (0: off)")
     what = ap.add_mutually_exclusive_group()
@@ -475,6 +488,8 @@ def main(argv=None) -> int:
     for run in runs:
         if run.status == "done":
             say(f"skip  [{run.index}] {run.label}: complete in {display_path(run.run_dir)}")
+            if args.drop_ckpt:
+                drop_ckpt(run, say)
     if not todo:
         say("nothing to do")
         return 0
@@ -482,7 +497,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)  # scancel / kill: stop the children too
     t0 = time.time()
     failed = execute(todo, args.nproc, args.parallel, args.python, threads, args.gpus, args.progress_every,
-                     say)
+                     say, args.drop_ckpt)
     say(f"finished {len(todo) - len(failed)} of {len(todo)} runs in {time.time() - t0:.0f} s")
     if failed:
         say(f"{len(failed)} run(s) FAILED:")

@@ -119,9 +119,9 @@ def test_skips_completed_runs_and_resumes_an_interrupted_one(tmp_path, data_dir,
     assert stamps == {p: p.stat().st_mtime_ns for d in (d0, d1) for p in d.iterdir() if p.is_file()}
 
     # a run whose summary is gone, or whose metrics stop short, is resumed from its checkpoint, not skipped
+    summary1, metrics0 = (d1 / "summary.json").read_text(), (d0 / "metrics.jsonl").read_text()
     (d1 / "summary.json").unlink()
-    lines = (d0 / "metrics.jsonl").read_text().splitlines()
-    (d0 / "metrics.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (d0 / "metrics.jsonl").write_text("".join(metrics0.splitlines(keepends=True)[:3]))
     assert sweep.main([*args, "--dry-run", "--", *ex]) == 0
     out = capsys.readouterr().out
     assert "[0] resume gluon B=8 seed=0" in out and "metrics at step 3" in out
@@ -130,6 +130,15 @@ def test_skips_completed_runs_and_resumes_an_interrupted_one(tmp_path, data_dir,
     # the same directory planned with another config is refused, not resumed into a different run
     with pytest.raises(SystemExit, match=r"different config .* train\.steps: 4 -> 6"):
         sweep.main([*args, "--", *extras(data_dir, steps=6)])
+
+    # --drop-ckpt: completed runs lose their checkpoints and stay complete
+    (d1 / "summary.json").write_text(summary1)
+    (d0 / "metrics.jsonl").write_text(metrics0)
+    assert sweep.main([*args, "--drop-ckpt", "--", *ex]) == 0
+    assert capsys.readouterr().out.count("(--drop-ckpt)") == 2
+    assert not (d0 / "ckpt").exists() and not (d1 / "ckpt").exists()
+    assert sweep.main([*args, "--dry-run", "--", *ex]) == 0
+    assert "2 runs (2 done, 0 to resume, 0 new)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -9,9 +9,8 @@ import shlex
 import sys
 
 import pytest
-from trainer_utils import compose_cfg, read_metrics, small_run_overrides
+from trainer_utils import compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
-from data.synthetic import write_synthetic_shards
 from scripts import sweep
 
 STEPS = 4
@@ -19,9 +18,7 @@ STEPS = 4
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    write_synthetic_shards(out, train_tokens=100_000, val_tokens=10_000, seed=0)
-    return out
+    return write_test_shards(tmp_path_factory.mktemp("synthetic"))
 
 
 def extras(data_dir, steps=STEPS, **kw) -> list[str]:

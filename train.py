@@ -172,7 +172,8 @@ def setup_distributed(device_pref: str):
     if use_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
+        backend = "nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend=backend, device_id=device if use_cuda else None)
     return rank, world, device
 
 
@@ -261,17 +262,21 @@ def evaluate(model, val_loader, autocast, world: int) -> float:
 
 
 def git_sha() -> str:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=5)
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+        sha, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain")
+        if sha.returncode != 0:
+            return "unknown"
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
 
 
 def environment(world: int, device: torch.device) -> dict:
-    env = dict(python=platform.python_version(), torch=torch.__version__, world_size=world, device=str(device),
-               cuda=torch.version.cuda, host=platform.node())
+    env = dict(python=platform.python_version(), torch=torch.__version__, world_size=world,
+               device=str(device), cuda=torch.version.cuda, host=platform.node())
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -440,8 +445,9 @@ def train(cfg) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     mc = cfg.model
-    model = GPT(GPTConfig(vocab_size=mc.vocab_size, n_layer=mc.n_layer, n_head=mc.n_head, head_dim=mc.head_dim,
-                          seq_len=cfg.data.seq_len, tie_embeddings=mc.tie_embeddings)).to(device)
+    model = GPT(GPTConfig(vocab_size=mc.vocab_size, n_layer=mc.n_layer, n_head=mc.n_head,
+                          head_dim=mc.head_dim, seq_len=cfg.data.seq_len, tie_embeddings=mc.tie_embeddings))
+    model = model.to(device)
     if world > 1:
         for t in model.state_dict().values():
             dist.broadcast(t, src=0)
@@ -456,19 +462,20 @@ def train(cfg) -> dict:
 
     write_synthetic_data_if_needed(cfg, rank, world)
     micro = micro_batch_size(cfg.batch.global_seqs, cfg.batch.micro_seqs, world, cfg.train.max_micro_seqs)
+    vocab = min(mc.vocab_size, 50257)  # token ids must fit the model's embedding; checked on every shard
     loader = TrainLoader(cfg.data.train_files, cfg.data.seq_len, cfg.batch.global_seqs, micro, rank=rank,
-                         world_size=world, device=device, seed=cfg.seed)
+                         world_size=world, device=device, seed=cfg.seed, vocab_size=vocab)
     val_loader = ValLoader(cfg.data.val_files, cfg.data.seq_len, cfg.data.val_tokens, micro, rank=rank,
-                           world_size=world, device=device)
-    log.print(f"optimizer {cfg.optimizer.name} (reference {reference}); global batch {cfg.batch.global_seqs} x "
-              f"{cfg.data.seq_len} = {loader.tokens_per_step:,} tokens = {world} ranks x {loader.accum_steps} "
-              f"micro-batches x {micro} sequences")
+                           world_size=world, device=device, vocab_size=vocab)
+    log.print(f"optimizer {cfg.optimizer.name} (reference {reference}); global batch "
+              f"{cfg.batch.global_seqs} x {cfg.data.seq_len} = {loader.tokens_per_step:,} tokens = {world} "
+              f"ranks x {loader.accum_steps} micro-batches x {micro} sequences")
 
-    start, tokens, grad_evals, train_time = 0, 0, 0, 0.0
+    start, tokens, grad_evals, train_time, wall = 0, 0, 0, 0.0, 0.0
     if resume_from is not None:
         state = ckpt.load(resume_from, model, optimizer, loader)
-        start, tokens, grad_evals, train_time = (state["step"], state["tokens"], state["grad_evals"],
-                                                 state["time_s"])
+        start, tokens, grad_evals, train_time, wall = (state["step"], state["tokens"], state["grad_evals"],
+                                                       state["time_s"], state["wall_s"])
         log.truncate_metrics(start)
         log.print(f"resumed from {resume_from} at step {start}")
     elif rank == 0 and log.metrics_path.exists():
@@ -476,10 +483,11 @@ def train(cfg) -> dict:
 
     def save(step):
         ckpt.save(step, model, optimizer, loader,
-                  dict(tokens=tokens, grad_evals=grad_evals, time_s=train_time))
+                  dict(tokens=tokens, grad_evals=grad_evals, time_s=train_time, wall_s=wall))
 
     steps, tc = cfg.train.steps, cfg.train
     flops_per_token = model.flops_per_token()
+    loop_start = time.perf_counter() - wall
     for step in range(start, steps):
         t0 = time.perf_counter()
         factor = lr_factor(step, tc)
@@ -514,12 +522,15 @@ def train(cfg) -> dict:
             last = ckpt.latest()
             raise FloatingPointError(
                 f"non-finite training loss {train_loss} at step {step + 1}; the last good checkpoint is "
-                f"{last if last else '(none)'}. Lower optimizer.lr or check the data, then rerun with resume=auto"
+                f"{last if last else '(none)'}. Lower optimizer.lr or check the data, then rerun with "
+                f"resume=auto"
             )
         done = step + 1
         record = dict(step=done, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], tokens=tokens,
                       data_tokens=done * loader.tokens_per_step, grad_evals=grad_evals,
                       time_s=round(train_time, 4), step_ms=round(1000 * dt, 2))
+        wall = time.perf_counter() - loop_start  # everything: validation, logging and checkpoints too
+        record["wall_s"] = round(wall, 4)
         if (tc.val_every and done % tc.val_every == 0) or done == steps:
             record["val_loss"] = evaluate(fwd_model, val_loader, autocast, world)
         log.metrics(record)

@@ -1,6 +1,7 @@
 """Plot validation (and training) loss of finished or running runs into one PNG.
 
-    python scripts/plot_runs.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 --out runs/quickstart/loss.png
+    python scripts/plot_runs.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 \
+        --out runs/quickstart/loss.png
 """
 
 from __future__ import annotations

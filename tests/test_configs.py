@@ -1,0 +1,73 @@
+"""Every optimizer x batch x experiment config composes; bad configs give errors that name the key."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+from trainer_utils import OPTIMIZERS, compose_cfg
+
+import train
+
+EXPERIMENTS = ["fig1", "fig2", "fig3", "fig4", "muon_mvr", "quickstart"]
+
+
+@pytest.mark.parametrize("batch", ["b128", "b512"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_optimizer_batch_composes(optimizer, batch):
+    cfg = compose_cfg([f"optimizer={optimizer}", f"batch={batch}"])
+    train.check_config(cfg)
+    assert cfg.optimizer.name == optimizer
+    assert cfg.batch.global_seqs == int(batch[1:])
+    assert cfg.run_dir == f"runs/{optimizer}_{batch}_s0"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_with_each_of_its_optimizers(experiment):
+    cfg = compose_cfg([f"experiment={experiment}"])
+    assert cfg.figure.name == experiment and cfg.figure.optimizers
+    for opt in cfg.figure.optimizers:
+        c = compose_cfg([f"experiment={experiment}", f"optimizer={opt}", "seed=3"])
+        train.check_config(c)
+        assert c.optimizer.name == opt and c.run_dir.endswith("s3") and experiment in c.run_dir
+
+
+def test_paper_settings():
+    c = compose_cfg(["experiment=fig1"])
+    got = (c.model.name, c.data.name, c.batch.global_seqs, c.data.seq_len)
+    assert got == ("gpt124m", "fineweb10b", 512, 1024)
+    assert compose_cfg(["experiment=fig2"]).batch.global_seqs == 128
+    c4 = compose_cfg(["experiment=fig4"]).optimizer
+    assert (c4.variant, c4.lr, c4.alpha, c4.q) == ("mvr3", 3.6e-4, 0.8, 0.5)
+    assert compose_cfg(["experiment=fig3"]).optimizer.variant == "mvr2"
+
+
+def test_misspelled_key_is_an_error():
+    with pytest.raises(ConfigCompositionException, match="lrr"):
+        compose_cfg(["optimizer.lrr=0.1"])
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises((ValidationError, ConfigCompositionException)):
+        compose_cfg(["optimizer.lr=abc"])
+
+
+@pytest.mark.parametrize("key,value", [("optimizer.reference", "prev_token"), ("optimizer.family", "sgd"),
+                                       ("resume", "maybe"), ("wandb.mode", "cloud")])
+def test_bad_choice_names_key_and_choices(key, value):
+    with pytest.raises(ValueError, match=f"{key}={value!r}.*choose one of"):
+        train.check_config(compose_cfg([f"{key}={value}"]))
+
+
+def test_indivisible_batch_says_which_values_work():
+    with pytest.raises(ValueError, match=r"batch.micro_seqs=5 .* valid values: \[1, 2, 4, 8, 16, 32, 64\]"):
+        train.micro_batch_size(128, 5, world=2, cap=64)
+    with pytest.raises(ValueError, match="cannot be split over 3 ranks"):
+        train.micro_batch_size(128, None, world=3, cap=64)
+    assert train.micro_batch_size(512, None, world=8, cap=64) == 64
+    assert train.micro_batch_size(128, None, world=1, cap=48) == 32
+
+
+def test_lr_schedule_constant_then_linear_warmdown():
+    tc = train.TrainCfg(steps=10, warmdown_frac=0.3, warmup_steps=2)
+    f = [train.lr_factor(s, tc) for s in range(10)]
+    assert f[:2] == [0.5, 1.0] and f[2:7] == [1.0] * 5
+    assert f[7:] == pytest.approx([1.0, 2 / 3, 1 / 3])

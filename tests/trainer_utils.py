@@ -1,0 +1,48 @@
+"""Helpers shared by the trainer tests: compose a config the way `python train.py ...` does, run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+OPTIMIZERS = ["adamw", "muon", "muon_mvr1", "muon_mvr2", "muon_mvr3", "gluon", "gluon_mvr1", "gluon_mvr2",
+              "gluon_mvr3"]
+
+
+def compose_cfg(overrides: list[str]):
+    import train  # noqa: F401  (registers the dataclass schema "base_schema")
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return compose(config_name="config", overrides=overrides)
+
+
+VOCAB = 512
+
+
+def write_test_shards(out: Path) -> Path:
+    from data.synthetic import write_synthetic_shards
+
+    write_synthetic_shards(out, train_tokens=200_000, val_tokens=20_000, vocab_size=VOCAB, seed=0)
+    return out
+
+
+def small_run_overrides(run_dir: Path, data_dir: Path, optimizer: str, steps: int = 6, **extra) -> list[str]:
+    """A seconds-long CPU run: tiny GPT with a 512-token vocabulary (data from `write_test_shards`),
+    64-token sequences, 8 sequences a step in 2 micro-batches."""
+    o = dict(
+        optimizer=optimizer, run_dir=str(run_dir), **{
+            "data.train_files": str(data_dir / "synthetic_train_*.bin"),
+            "data.val_files": str(data_dir / "synthetic_val_*.bin"),
+            "model.vocab_size": VOCAB, "data.val_tokens": 2048, "data.seq_len": 64,
+            "batch.global_seqs": 8, "batch.micro_seqs": 4,
+            "train.steps": steps, "train.val_every": 3, "train.ckpt_every": 3, "train.log_every": 1,
+        })
+    o.update(extra)
+    return [f"{k}={v}" for k, v in o.items()]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]

@@ -161,3 +161,18 @@ def test_golden_curve_quickstart(tmp_path):
                        f"data.val_files={SHAKESPEARE}/shakespeare_val_*.bin", "train.steps=20",
                        "train.warmdown_frac=0", "train.val_every=0", "train.ckpt_every=0"])
     _golden_check("quickstart_muon_mvr1", cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_hydra_multirun_sweeps_optimizers_and_seeds(tmp_path, data_dir):
+    args = small_run_overrides(tmp_path / "unused", data_dir, "muon", steps=2)
+    args = [a for a in args if not a.startswith(("optimizer=", "run_dir="))]
+    out = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "optimizer=muon,gluon_mvr1", "seed=0,1",
+         f"run_dir={tmp_path}/sweep/${{optimizer.name}}_s${{seed}}", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir())
+    assert runs == ["gluon_mvr1_s0", "gluon_mvr1_s1", "muon_s0", "muon_s1"]
+    for r in runs:
+        assert json.loads((tmp_path / "sweep" / r / "summary.json").read_text())["completed"]

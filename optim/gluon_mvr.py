@@ -58,10 +58,6 @@ class GluonMVR(ShardedLMOOptimizer):
         *,
         process_group: Any = None,
     ) -> None:
-        if adamw_lr is not None:
-            check_float("adamw_lr", adamw_lr, lo=0.0)
-        if adamw_weight_decay is not None:
-            check_float("adamw_weight_decay", adamw_weight_decay, lo=0.0)
         defaults = dict(
             lr=lr,
             variant=variant,

@@ -62,10 +62,6 @@ class MuonMVR(ShardedLMOOptimizer):
         check_bool("is_approx", is_approx)
         if reference is None:
             reference = "prev_step" if is_approx else "prev_params"
-        if adamw_lr is not None:
-            check_float("adamw_lr", adamw_lr, lo=0.0)
-        if adamw_weight_decay is not None:
-            check_float("adamw_weight_decay", adamw_weight_decay, lo=0.0)
         defaults = dict(
             lr=lr,
             momentum=momentum,

@@ -192,6 +192,9 @@ class ShardedLMOOptimizer(torch.optim.Optimizer):
     ) -> None:
         self._validate_common(defaults, "")
         self._validate_hparams(defaults, "")
+        for key in ("lr", "weight_decay"):
+            if adamw_overrides.get(key) is not None:
+                check_float(f"adamw_{key}", adamw_overrides[key], lo=0.0)
         self._comm = Comm(process_group)
         self._adamw_overrides = {k: v for k, v in adamw_overrides.items() if v is not None}
         self._plan: list[MatrixBucket | FlatBucket] | None = None

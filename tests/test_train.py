@@ -176,3 +176,12 @@ def test_hydra_multirun_sweeps_optimizers_and_seeds(tmp_path, data_dir):
     assert runs == ["gluon_mvr1_s0", "gluon_mvr1_s1", "muon_s0", "muon_s1"]
     for r in runs:
         assert json.loads((tmp_path / "sweep" / r / "summary.json").read_text())["completed"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("optimizer", ["gluon_mvr1", "muon_mvr2"])
+def test_trains_on_cuda_with_bf16_autocast(tmp_path, data_dir, optimizer):
+    summary = run(tmp_path / "cuda", data_dir, optimizer, steps=6, device="cuda")
+    rec = read_metrics(tmp_path / "cuda")
+    assert rec[-1]["train_loss"] < rec[0]["train_loss"] and summary["completed"]
+    assert "MFU" in (tmp_path / "cuda" / "train.log").read_text()

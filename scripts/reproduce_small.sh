@@ -17,9 +17,9 @@ export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_
 
 RESULTS=${RESULTS:-results/small}
 SEEDS=${SEEDS:-0 1 2}
-STEPS=${STEPS:-150}
-VAL_EVERY=${VAL_EVERY:-25}
-VAL_TOKENS=${VAL_TOKENS:-32768}   # 256 validation sequences: the full 131072 would cost ~20 training steps per eval
+STEPS=${STEPS:-120}
+VAL_EVERY=${VAL_EVERY:-20}
+VAL_TOKENS=${VAL_TOKENS:-16384}   # 128 validation sequences: the full 131072 would cost ~20 training steps per eval
 LARGE=${LARGE:-16}                 # stands for B=512
 SMALL=${SMALL:-4}                  # stands for B=128
 PARALLEL=${PARALLEL:-2}            # concurrent runs; OMP threads are split between them

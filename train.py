@@ -469,7 +469,7 @@ def train(cfg) -> dict:
                            world_size=world, device=device, vocab_size=vocab)
     log.print(f"optimizer {cfg.optimizer.name} (reference {reference}); global batch "
               f"{cfg.batch.global_seqs} x {cfg.data.seq_len} = {loader.tokens_per_step:,} tokens = {world} "
-              f"ranks x {loader.accum_steps} micro-batches x {micro} sequences")
+              f"rank(s) x {loader.accum_steps} micro-batch(es) x {micro} sequences")
 
     start, tokens, grad_evals, train_time, wall = 0, 0, 0, 0.0, 0.0
     if resume_from is not None:

@@ -242,6 +242,32 @@ def accumulate_grad(model, micro_batches, autocast) -> torch.Tensor:
     return total / len(micro_batches)
 
 
+def optimizer_step(model, optimizer, batch, step: int, steps: int, autocast,
+                   average_grads: bool = False) -> tuple[torch.Tensor, int]:
+    """Optimizer step t on global batch xi_t = batch(t): first the extra pass of a two-pass estimator
+    (DESIGN.md "Trainer contract"), then g_t = grad f(X_t; xi_t) and step(). Each gradient is accumulated
+    over its own full window into clean grads. Returns (this rank's loss on xi_t, gradient passes).
+
+    average_grads: all-reduce the grads first, for optimizers that do not communicate themselves (AdamW).
+    """
+    reference = getattr(optimizer, "reference_source", "none")
+    passes = 1
+    if reference == "prev_params" and step + 1 < steps:
+        accumulate_grad(model, batch(step + 1), autocast)  # grad f(X_t; xi_{t+1})
+        optimizer.update_lookahead_grad()  # becomes h_{t+1} = grad f(X_{(t+1)-1}; xi_{t+1})
+        passes += 1
+    elif reference == "prev_batch" and step > 0:
+        accumulate_grad(model, batch(step - 1), autocast)  # h_t = grad f(X_t; xi_{t-1})
+        optimizer.update_last_grad()
+        passes += 1
+    loss = accumulate_grad(model, batch(step), autocast)
+    if average_grads:
+        for p in model.parameters():
+            dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+    optimizer.step()
+    return loss, passes
+
+
 def mean_over_ranks(x: torch.Tensor, world: int) -> float:
     if world > 1:
         x = x.clone()
@@ -493,25 +519,10 @@ def train(cfg) -> dict:
         factor = lr_factor(step, tc)
         for g in optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
-        # --- the extra pass of two-pass estimators (each over its own full window, into clean grads)
-        if reference == "prev_params" and step + 1 < steps:
-            accumulate_grad(fwd_model, loader.batch(step + 1), autocast)  # grad f(X_t; xi_{t+1})
-            optimizer.update_lookahead_grad()  # becomes h_{t+1} = grad f(X_{(t+1)-1}; xi_{t+1})
-            grad_evals += 1
-            tokens += loader.tokens_per_step
-        elif reference == "prev_batch" and step > 0:
-            accumulate_grad(fwd_model, loader.batch(step - 1), autocast)  # h_t = grad f(X_t; xi_{t-1})
-            optimizer.update_last_grad()
-            grad_evals += 1
-            tokens += loader.tokens_per_step
-        # --- the main gradient g_t = grad f(X_t; xi_t) and the step
-        loss = accumulate_grad(fwd_model, loader.batch(step), autocast)
-        if cfg.optimizer.family == "adamw" and world > 1:
-            for p in model.parameters():
-                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
-        optimizer.step()
-        grad_evals += 1
-        tokens += loader.tokens_per_step
+        loss, passes = optimizer_step(fwd_model, optimizer, loader.batch, step, steps, autocast,
+                                      average_grads=cfg.optimizer.family == "adamw" and world > 1)
+        grad_evals += passes
+        tokens += passes * loader.tokens_per_step
         train_loss = mean_over_ranks(loss, world)
         if device.type == "cuda":
             torch.cuda.synchronize()

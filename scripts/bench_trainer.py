@@ -30,6 +30,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seq-len", type=int, default=128)
     args = ap.parse_args(argv)
 
+    import contextlib
+
     import torch
     from hydra import compose, initialize_config_dir
 
@@ -56,21 +58,11 @@ def main(argv=None) -> dict:
     micro = train.micro_batch_size(args.global_seqs, None, 1, cfg.train.max_micro_seqs)
     loader = TrainLoader(cfg.data.train_files, args.seq_len, args.global_seqs, micro)
     batches = [loader.batch(s) for s in range(args.steps + 1)]
-    ref = getattr(opt, "reference_source", "none")
-    import contextlib
-
     null = contextlib.nullcontext()
     times = []
     for s in range(args.steps):
         t0 = time.perf_counter()
-        if ref == "prev_params" and s + 1 < args.steps:
-            train.accumulate_grad(model, batches[s + 1], null)
-            opt.update_lookahead_grad()
-        elif ref == "prev_batch" and s > 0:
-            train.accumulate_grad(model, batches[s - 1], null)
-            opt.update_last_grad()
-        float(train.accumulate_grad(model, batches[s], null))
-        opt.step()
+        float(train.optimizer_step(model, opt, batches.__getitem__, s, args.steps, null)[0])
         times.append(time.perf_counter() - t0)
 
     import io

@@ -49,11 +49,14 @@ class ModelCfg:
     head_dim: int = 32
     tie_embeddings: bool = True
     vocab_size: int = 50304
+    loss_impl: str = "chunked"  # chunked (never materialises (B, T, V) logits) | plain | liger (optional extra)
+    loss_chunk: int = 8192  # tokens per chunk of the chunked loss
 
 
 @dataclass
 class OptimCfg:
     name: str = MISSING
+    label: str = ""  # how figures and tables name it (e.g. "Gluon-MVR-1"); "" -> name
     family: str = MISSING  # adamw | muon | gluon
     lr: float = MISSING
     weight_decay: float = 0.0

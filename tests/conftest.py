@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject's pytest `pythonpath`
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="nanogpt-mvr-tests-"))
 _OFFLINE_ENV = {

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import sys
 
+import optim_workers as W  # noqa: E402
 import pytest
 import torch
 from torch import nn
-
-sys.path.insert(0, os.path.dirname(__file__))
-import optim_workers as W  # noqa: E402
 
 from optim import GluonMVR, MuonMVR, build_param_groups, check_coverage  # noqa: E402
 

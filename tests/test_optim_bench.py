@@ -13,7 +13,6 @@ TINY = ["--preset", "tiny", "--steps", "1", "--warmup", "0", "--device", "cpu"]
 
 
 def test_bench_optim_tiny_single_process() -> None:
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
     import bench_optim
 
     variants = "muon,muon_mvr1,muon_mvr2,gluon_mvr3"

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
+import optim_workers as W  # noqa: E402
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-sys.path.insert(0, os.path.dirname(__file__))
-import optim_workers as W  # noqa: E402
 
 STEPS = 4
 RESUME = [

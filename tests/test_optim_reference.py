@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
+import optim_workers as W  # noqa: E402
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(__file__))
-import optim_workers as W  # noqa: E402
 
 from optim.reference import reference_run  # noqa: E402
 

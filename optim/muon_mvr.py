@@ -1,4 +1,5 @@
-"""MuonMVR (seed 000: Chang, Liu, Yuan, "On the Convergence of Muon and Beyond", arXiv 2509.15816)."""
+"""MuonMVR (the MuonMVR paper: Chang, Liu, Yuan, "On the Convergence of Muon and Beyond",
+arXiv 2509.15816): a named preset of :class:`optim.sharded.ShardedOptimizer` with the paper's API."""
 
 from __future__ import annotations
 
@@ -8,25 +9,25 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .estimators import ema, mars_correction, nesterov
-from .sharded import REFERENCE_SOURCES, ShardedLMOOptimizer, check_bool, check_choice, check_float
-from .updates import moonlight_scale, muon_scale, scaled_spectral_update_
+from .sharded import ShardedOptimizer
+from .validation import check_bool, check_choice
 
 ReferenceSource = Literal["none", "prev_step", "prev_params", "prev_batch"]
 
 
-class MuonMVR(ShardedLMOOptimizer):
-    """Muon with MARS-style momentum variance reduction (MVR1/2/3 of seed 000), DDP-sharded.
+class MuonMVR(ShardedOptimizer):
+    """Muon with MARS-style momentum variance reduction (MVR1/2/3 of the MuonMVR paper), DDP-sharded.
 
-    Matrices (lmo ``"spectral"``), with β = ``momentum``, γ = ``gamma``, η = ``lr``, λ = ``weight_decay``::
+    Matrices (lmo ``"spectral"``), with β = ``momentum``, γ = ``gamma``, η = ``lr``, λ = ``weight_decay``
+    (estimator ``"mars"``, ``optim/README.md`` §2–3)::
 
         c_t = g_t + γ · β/(1−β) · (g_t − h_t),   then per tensor  c_t ← c_t / max(1, ‖c_t‖_F)  (clip=True)
         M_t = β M_{t−1} + (1−β) c_t,   u_t = M_t   (nesterov=True: u_t = β M_t + (1−β) c_t)
         moonlight: X ← (1 − ηλ) X − η · 0.2 · sqrt(max(A, B)) · NS(u_t)
         muon:      X ← (1 − ηλ) X − η · sqrt(max(1, A/B)) · NS(u_t)
 
-    The reference gradient h_t depends on ``reference`` (ALGORITHMS.md §1): ``None`` derives it from
-    ``is_approx`` (True → ``"prev_step"``, MVR1, one pass: h_t = g_{t−1}, kept by the optimizer;
+    The reference gradient h_t depends on ``reference`` (``optim/README.md`` §1): ``None`` derives it
+    from ``is_approx`` (True → ``"prev_step"``, MVR1, one pass: h_t = g_{t−1}, kept by the optimizer;
     False → ``"prev_params"``, MVR2: h_t = ∇f(X_{t−1}; ξ_t) handed over by the loop);
     ``"prev_batch"`` is MVR3 (h_t = ∇f(X_t; ξ_{t−1})); ``"none"`` drops the correction (with
     ``clip=False`` and ``gamma=0`` this is the plain EMA Muon baseline). At t = 1, h_1 := g_1.
@@ -62,12 +63,13 @@ class MuonMVR(ShardedLMOOptimizer):
         check_bool("is_approx", is_approx)
         if reference is None:
             reference = "prev_step" if is_approx else "prev_params"
-        defaults = dict(
+        super().__init__(
+            params,
+            "mars",
             lr=lr,
             momentum=momentum,
             gamma=gamma,
             weight_decay=weight_decay,
-            is_approx=is_approx,
             reference=reference,
             clip=clip,
             nesterov=nesterov,
@@ -76,35 +78,10 @@ class MuonMVR(ShardedLMOOptimizer):
             ns_dtype=ns_dtype,
             adamw_betas=adamw_betas,
             adamw_eps=adamw_eps,
-        )
-        super().__init__(
-            params,
-            defaults,
-            adamw_overrides={"lr": adamw_lr, "weight_decay": adamw_weight_decay},
+            adamw_lr=adamw_lr,
+            adamw_weight_decay=adamw_weight_decay,
             process_group=process_group,
         )
 
-    def _validate_hparams(self, group: dict[str, Any], where: str) -> None:
-        check_float("momentum" + where, group["momentum"], lo=0.0, hi=1.0, hi_open=True)
-        check_float("gamma" + where, group["gamma"], lo=0.0)
-        check_bool("clip" + where, group["clip"])
-        check_bool("nesterov" + where, group["nesterov"])
-        check_bool("is_approx" + where, group["is_approx"])
+    def _validate_group(self, group: dict[str, Any], where: str) -> None:
         check_choice("scale" + where, group["scale"], ("moonlight", "muon"))
-        check_choice("reference" + where, group["reference"], REFERENCE_SOURCES)
-
-    def _group_reference(self, group: dict[str, Any]) -> str:
-        if group["lmo"] == "adamw" or group["gamma"] == 0.0:
-            return "none"
-        return group["reference"]
-
-    def _direction(self, group: dict[str, Any], state: dict[str, Any], g: Tensor, h: Tensor | None) -> Tensor:
-        beta = group["momentum"]
-        c = mars_correction(g, h, group["gamma"], beta, group["clip"])
-        state["momentum"] = M = ema(state.get("momentum"), c, beta)
-        return nesterov(M, c, beta) if group["nesterov"] else M
-
-    def _apply_spectral(self, group: dict[str, Any], X: Tensor, O: Tensor) -> None:
-        A, B = X.shape
-        scale = moonlight_scale(A, B) if group["scale"] == "moonlight" else muon_scale(A, B)
-        scaled_spectral_update_(X, O, group["lr"], scale, group["weight_decay"])

@@ -1,4 +1,4 @@
-"""Update maps (geometries) of ALGORITHMS.md §3. They modify the parameter ``X`` in place.
+"""Update maps (geometries) of ``optim/README.md`` §3. They modify the parameter ``X`` in place.
 
 ``X`` is a parameter (or a shard of one), ``O = NS(u_t)`` the orthogonalized direction, ``u_t`` the
 estimator's direction, ``η`` the learning rate, ``λ`` the weight decay, ``A × B = (d_out, d_in)``.
@@ -56,30 +56,11 @@ def sign_update_(X: Tensor, u: Tensor, eta: float, s_embed: float, d_model: int)
     return X.add_(u.sign(), alpha=-eta * s_embed / d_model)
 
 
-def adamw_update_(
-    X: Tensor,
-    m: Tensor,
-    v: Tensor,
-    g: Tensor,
-    t: int,
-    eta: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-) -> Tensor:
-    """AdamW (decoupled weight decay, bias-corrected) for what the Muon geometry does not cover:
+def euclidean_update_(X: Tensor, D: Tensor, eta: float, weight_decay: float) -> Tensor:
+    """The step of AdamW (its direction ``D = u_t`` comes from :func:`optim.estimators.adam_direction_`):
 
-    ``m_t = β₁ m_{t−1} + (1−β₁) g_t``, ``v_t = β₂ v_{t−1} + (1−β₂) g_t²``,
-    ``m̂_t = m_t / (1−β₁ᵗ)``, ``v̂_t = v_t / (1−β₂ᵗ)``,
-    ``X ← (1 − ηλ) X − η · m̂_t / (sqrt(v̂_t) + ε)``.
-    ``m`` and ``v`` are updated in place (they are optimizer state); elementwise, so shards work.
+    ``X ← (1 − ηλ) X − η · u_t``. Elementwise, so ``X`` and ``D`` may be matching shards.
     """
-    beta1, beta2 = betas
-    m.lerp_(g, 1.0 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-    bias1 = 1.0 - beta1**t
-    bias2 = 1.0 - beta2**t
-    denom = (v / bias2).sqrt_().add_(eps)
     if weight_decay != 0.0:
         X.mul_(1.0 - eta * weight_decay)
-    return X.addcdiv_(m, denom, value=-eta / bias1)
+    return X.add_(D, alpha=-eta)

@@ -269,3 +269,76 @@ def dist_worker(
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------------
+# re-sharding: save at one world size, resume at another
+# ------------------------------------------------------------------------------------------------
+RESHARD_VARIANTS = [
+    ("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"),  # matrix state + AdamW slices + h_next
+    ("gluon", "mvr3", "last_prev_batch"),  # G, momentum on matrices and sign slices
+    ("muon_mvr", "mars_nesterov", "prev_step"),  # h kept by the optimizer
+]
+
+
+def _no_none(t: int, kind: str) -> set[int]:
+    return set()
+
+
+def reshard_phase(
+    rank: int,
+    world: int,
+    store: str | None,
+    out_dir: str,
+    phase: str,
+    steps: int,
+    split: int,
+    saved_world: int,
+) -> None:
+    """``phase="save"``: steps [0, split) at ``world`` ranks, then each rank writes its optimizer state
+    and the parameters. ``phase="load"``: every rank loads all ``saved_world`` state dicts, re-shards
+    them with ``load_sharded_state_dicts`` and runs steps [split, steps). No rank ever lacks a grad,
+    so the global gradient is the same at every world size."""
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", FutureWarning)
+    import torch.distributed as dist
+
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        for kind, name, mode in RESHARD_VARIANTS:
+            config = (MUON_CONFIGS if kind == "muon_mvr" else GLUON_CONFIGS)[name]
+            case = make_case(steps, seed=11)
+
+            def local(x: torch.Tensor, t: int, i: int, k: str) -> torch.Tensor:
+                return x if world == 1 else x + rank_noise(tuple(x.shape), t, i, k, rank, world).to(x.dtype)
+
+            tag = f"{kind}_{name}_{mode}"
+            if phase == "save":
+                params = leaf_params(case["X0"], torch.float32)
+                opt = build(kind, params, config, mode, ns_dtype=torch.float32)
+                drive(opt, params, case, mode, stop=split, local=local, none_at=_no_none)
+                torch.save(opt.state_dict(), os.path.join(out_dir, f"{tag}_opt{rank}.pt"))
+                torch.save([p.detach() for p in params], os.path.join(out_dir, f"{tag}_params.pt"))
+            else:
+                saved = torch.load(os.path.join(out_dir, f"{tag}_params.pt"), weights_only=False)
+                params = leaf_params(saved, torch.float32)
+                opt = build(kind, params, config, mode, ns_dtype=torch.float32)
+                sds = [
+                    torch.load(os.path.join(out_dir, f"{tag}_opt{r}.pt"), weights_only=False)
+                    for r in range(saved_world)
+                ]
+                opt.load_sharded_state_dicts(sds)
+                history = drive(opt, params, case, mode, start=split, local=local, none_at=_no_none)
+                torch.save(history[-1], os.path.join(out_dir, f"{tag}_final{rank}.pt"))
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def uninterrupted(kind: str, name: str, mode: str, steps: int) -> list[torch.Tensor]:
+    config = (MUON_CONFIGS if kind == "muon_mvr" else GLUON_CONFIGS)[name]
+    case = make_case(steps, seed=11)
+    params = leaf_params(case["X0"], torch.float32)
+    opt = build(kind, params, config, mode, ns_dtype=torch.float32)
+    return drive(opt, params, case, mode, none_at=_no_none)[-1]

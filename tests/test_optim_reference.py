@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import optim_workers as W  # noqa: E402
+import zlib
+
+import optim_workers as W
 import pytest
 import torch
 
@@ -16,7 +18,7 @@ CASES = [("muon_mvr", name) for name in W.MUON_CONFIGS] + [("gluon", name) for n
 @pytest.mark.parametrize("kind,name", CASES)
 def test_matches_float64_oracle(kind: str, name: str, mode: str) -> None:
     config = (W.MUON_CONFIGS if kind == "muon_mvr" else W.GLUON_CONFIGS)[name]
-    case = W.make_case(STEPS, seed=hash((kind, name, mode)) % 2**31)
+    case = W.make_case(STEPS, seed=zlib.crc32(f"{kind}/{name}/{mode}".encode()) % 2**31)  # reproducible
     params = W.leaf_params(case["X0"], torch.float64)
     opt = W.build(kind, params, config, mode)
     got = W.drive(opt, params, case, mode)

@@ -1,0 +1,64 @@
+"""Hyperparameter checks shared by the registry and the optimizers.
+
+Every error reads ``Invalid <name>[ (param group)]: <value> (<what would work>)`` so the user sees
+the key, the value and the fix before any step is taken.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+Check = Callable[[str, Any], None]  # (name as the user spells it, value) -> None or ValueError
+
+
+def bad(name: str, value: Any, why: str) -> ValueError:
+    return ValueError(f"Invalid {name}: {value!r} ({why})")
+
+
+def check_float(
+    name: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise bad(name, value, "must be a finite number")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise bad(name, value, f"must be {'>' if lo_open else '>='} {lo}")
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        raise bad(name, value, f"must be {'<' if hi_open else '<='} {hi}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise bad(name, value, f"must be one of {', '.join(map(repr, choices))}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise bad(name, value, "must be True or False")
+
+
+def check_int(name: str, value: Any, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise bad(name, value, f"must be an int >= {lo}")
+
+
+def float_in(
+    lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+) -> Check:
+    """A :data:`Check` for a finite float in the given range (for registrations)."""
+    return lambda name, value: check_float(name, value, lo, hi, lo_open, hi_open)
+
+
+def one_of(*choices: str) -> Check:
+    return lambda name, value: check_choice(name, value, choices)
+
+
+def boolean(name: str, value: Any) -> None:
+    check_bool(name, value)

@@ -70,9 +70,9 @@ def main(argv=None) -> dict:
 
     with redirect_stdout(io.StringIO()):
         train.train(cfg)
-    from scripts.plot_runs import read_metrics
+    import rundir
 
-    rec = read_metrics(tmp / "run")
+    rec = rundir.read_metrics(tmp / "run")
     skip = max(2, args.steps // 5)  # warm-up steps excluded from both
     bare = sum(times[skip:]) / (args.steps - skip)
     full = (rec[-2]["wall_s"] - rec[skip - 1]["wall_s"]) / (args.steps - 1 - skip)  # last step has validation

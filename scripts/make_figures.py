@@ -3,49 +3,49 @@
     python scripts/make_figures.py                                  # results/, B=512/128, the seeds found
     python scripts/make_figures.py --results results/small --large-batch 16 --small-batch 4 --seeds 0 1 2
 
-Figures (their optimizers and batch come from configs/experiment/<name>.yaml):
-    fig1      seed 001 Fig. 1: Gluon vs Gluon-MVR-1, large batch (B=512)
-    fig2      seed 001 Fig. 2: the same, small batch (B=128)
-    fig3      seed 001 Fig. 3: Gluon vs Gluon-MVR-2, large batch
-    fig4      seed 001 Fig. 4: Gluon-MVR-3 (lr 3.6e-4, alpha 0.8, q 0.5) against Gluon, large batch
-    muon_mvr  seed 000: Muon vs MuonMVR MVR1 / MVR2 / MVR3, large batch
+Figures are the paper-figure experiments (rundir.figure_experiments(); their optimizers, title and batch come
+from configs/experiment/<name>.yaml):
+    fig1      the Gluon-MVR paper's Fig. 1: Gluon vs Gluon-MVR-1, large batch (B=512)
+    fig2      the Gluon-MVR paper's Fig. 2: the same, small batch (B=128)
+    fig3      the Gluon-MVR paper's Fig. 3: Gluon vs Gluon-MVR-2, large batch
+    fig4      the Gluon-MVR paper's Fig. 4: Gluon-MVR-3 (lr 3.6e-4, alpha 0.8, q 0.5) against Gluon
+    muon_mvr  the MuonMVR paper: Muon vs MuonMVR MVR1 / MVR2 / MVR3, large batch
 
-Reads only <results>/**/metrics.jsonl, with the config.yaml (and summary.json) beside each to know which
-optimizer, global batch and seed the run is. Each figure has three panels: validation loss against
-optimizer steps (as in the papers), against tokens processed (counting the extra gradient passes of
-two-pass estimators) and against training wall-clock (time_s: excludes evaluation and checkpoints; the
-x position is the mean over seeds). Bands are mean +- std (sample std) over seeds.
+Reads the run directories under --results through rundir.py (metrics.jsonl, with the config.yaml and
+summary.json beside it to know which optimizer, global batch and seed the run is, and whether it finished).
+Each figure has four panels: validation loss against optimizer steps (as in the papers); its difference to
+the figure's baseline (the first of figure.optimizers), paired by seed; validation loss against tokens
+processed (counting the extra gradient passes of two-pass estimators); and against training wall-clock
+(time_s: excludes evaluation and checkpoints; the x position is the mean over seeds). Lines are means over
+seeds with a marker at each evaluation; bands are mean +- sample std over seeds (none for one seed).
+Optimizers are named by their config's `label:` and drawn in a colour, dash pattern and marker fixed by
+their place in rundir.optimizer_names(), so every figure draws one optimizer alike, also in greyscale.
 
 A run that a figure needs and that is missing, incomplete, or trained on a different setting than the
-other runs of its figure is an error naming it; nothing is dropped silently. Writes
-<out>/<figure>.png, <out>/summary.csv and <out>/summary.md (out defaults to <results>/figures), and
-prints the markdown summary.
+other runs of its figure is an error naming it; nothing is dropped silently. Writes <out>/<figure>.png and
+.pdf, <out>/summary.csv and <out>/summary.md (out defaults to <results>/figures), and prints the markdown
+summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ["fig1", "fig2", "fig3", "fig4", "muon_mvr"]
-BATCH_ROLES = {"b512": "large", "b128": "small"}  # the same mapping as scripts/sweep.py
-LABELS = {
-    "adamw": "AdamW", "muon": "Muon", "muon_mvr1": "MuonMVR (MVR1)", "muon_mvr2": "MuonMVR (MVR2)",
-    "muon_mvr3": "MuonMVR (MVR3)", "gluon": "Gluon", "gluon_mvr1": "Gluon-MVR-1", "gluon_mvr2": "Gluon-MVR-2",
-    "gluon_mvr3": "Gluon-MVR-3",
-}
-COLORS = {"muon": "k", "gluon": "k", "adamw": "tab:gray", "muon_mvr1": "tab:blue", "gluon_mvr1": "tab:blue",
-          "muon_mvr2": "tab:orange", "gluon_mvr2": "tab:orange", "muon_mvr3": "tab:green",
-          "gluon_mvr3": "tab:green"}
+if str(REPO) not in sys.path:  # `python scripts/make_figures.py` puts only scripts/ on the path
+    sys.path.insert(0, str(REPO))
+
+import rundir  # noqa: E402
+
 # settings every run of one figure must share
 SHARED_KEYS = ("model.name", "data.name", "data.seq_len", "train.steps", "train.val_every")
 
@@ -63,33 +63,20 @@ class FigureSpec:
     batch: int  # global batch in sequences
 
 
-def figure_spec(name: str, large_batch: int | None, small_batch: int | None,
-                configs: Path = REPO / "configs") -> FigureSpec:
-    from omegaconf import OmegaConf
-
-    path = configs / "experiment" / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (configs / "experiment").glob("*.yaml"))
-        raise FigureError(f"no experiment config {path}; known: {known}")
-    exp = OmegaConf.load(path)
-    batch_name = None
-    for entry in exp.get("defaults", []):
-        if isinstance(entry, dict) or OmegaConf.is_dict(entry):
-            for k, v in dict(entry).items():
-                if k.replace("override", "").strip() in ("/batch", "batch"):
-                    batch_name = v
-    batch = OmegaConf.select(exp, "batch.global_seqs")
-    if batch is None and batch_name is not None:
-        batch = OmegaConf.load(configs / "batch" / f"{batch_name}.yaml").global_seqs
-    role = BATCH_ROLES.get(batch_name or "")
-    scaled = {"large": large_batch, "small": small_batch}.get(role or "")
+def figure_spec(name: str, large_batch: int | None, small_batch: int | None) -> FigureSpec:
+    """The figure an experiment config defines, at its batch (the papers' 512 / 128 replaced by
+    large_batch / small_batch when given)."""
+    try:
+        exp = rundir.experiment_config(name)
+        batch = rundir.experiment_batch(name)
+    except ValueError as e:
+        raise FigureError(str(e)) from None
+    scaled = {"large": large_batch, "small": small_batch}.get(rundir.BATCH_ROLES.get(batch, ""))
     if scaled is not None:
         batch = scaled
-    if batch is None:
-        raise FigureError(f"{path} sets no batch; cannot tell which runs figure {name} needs")
-    fig = exp.get("figure", {})
-    title = re.sub(r"B=\d+", f"B={batch}", str(fig.get("title", name)))
-    return FigureSpec(name=name, title=title, optimizers=list(fig.get("optimizers", [])), batch=int(batch))
+    fig = exp.get("figure") or {}
+    title = re.sub(r"B=\d+", f"B={batch}", str(fig.get("title") or name))
+    return FigureSpec(name=name, title=title, optimizers=list(fig.get("optimizers") or []), batch=int(batch))
 
 
 # ----------------------------------------------------------------------------- runs
@@ -101,7 +88,7 @@ class Run:
     seed: int
     config: dict
     records: list[dict]
-    completed: bool
+    why_unfinished: str  # "" for a finished run (rundir.completion)
 
     @property
     def steps(self) -> int:
@@ -112,16 +99,7 @@ class Run:
 
     def problem(self) -> str | None:
         """Why this run is not a finished run, or None."""
-        if not self.records:
-            return "metrics.jsonl is empty"
-        last = self.records[-1]["step"]
-        if last != self.steps:
-            return f"metrics.jsonl stops at step {last} of {self.steps}"
-        if "val_loss" not in self.records[-1]:
-            return f"step {self.steps} has no val_loss"
-        if not self.completed:
-            return "summary.json is missing or does not say completed"
-        return None
+        return self.why_unfinished or None
 
 
 def select(cfg: dict, key: str):
@@ -133,25 +111,20 @@ def select(cfg: dict, key: str):
     return node
 
 
-def load_run(metrics: Path) -> Run:
-    from omegaconf import OmegaConf
-
-    d = metrics.parent
-    cfg_path = d / "config.yaml"
-    if not cfg_path.exists():
-        raise FigureError(f"{metrics} has no config.yaml beside it: which optimizer/batch/seed is it?")
-    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False)
-    records = []
-    for i, line in enumerate(metrics.read_text().splitlines()):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise FigureError(f"{metrics} line {i + 1} is not JSON ({e})") from None
-    summary = d / "summary.json"
-    completed = summary.exists() and json.loads(summary.read_text() or "{}").get("completed") is True
-    return Run(path=d, optimizer=cfg["optimizer"]["name"], batch=int(cfg["batch"]["global_seqs"]),
-               seed=int(cfg["seed"]), config=cfg, records=records, completed=completed)
+def load_run(run_dir: Path) -> Run:
+    cfg = rundir.read_config(run_dir)
+    if cfg is None:
+        raise FigureError(f"{run_dir / rundir.METRICS} has no {rundir.CONFIG} beside it: which "
+                          f"optimizer/batch/seed is it? Move it out of --results or restore its config")
+    try:
+        records = rundir.read_metrics(run_dir)
+        key = (select(cfg, "optimizer.name"), int(select(cfg, "batch.global_seqs")), int(select(cfg, "seed")))
+    except (ValueError, TypeError) as e:
+        raise FigureError(f"{run_dir}: {e}") from None
+    steps = select(cfg, "train.steps")
+    _, why = rundir.completion(run_dir, int(steps) if steps is not None else None)
+    return Run(path=run_dir, optimizer=key[0], batch=key[1], seed=key[2], config=cfg, records=records,
+               why_unfinished=why)
 
 
 def index_runs(results: Path, skip: Path | None = None) -> dict[tuple[str, int, int], Run]:
@@ -159,10 +132,10 @@ def index_runs(results: Path, skip: Path | None = None) -> dict[tuple[str, int, 
     if not results.is_dir():
         raise FigureError(f"results directory {results} does not exist")
     runs: dict[tuple[str, int, int], Run] = {}
-    for metrics in sorted(results.rglob("metrics.jsonl")):
+    for metrics in sorted(results.rglob(rundir.METRICS)):
         if skip is not None and skip in metrics.parents:
             continue
-        run = load_run(metrics)
+        run = load_run(metrics.parent)
         key = (run.optimizer, run.batch, run.seed)
         if key in runs:
             raise FigureError(f"two runs of {run.optimizer}, B={run.batch}, seed {run.seed}: "
@@ -172,8 +145,8 @@ def index_runs(results: Path, skip: Path | None = None) -> dict[tuple[str, int, 
 
 
 def expected_path(results: Path, optimizer: str, batch: int, seed: int) -> Path:
-    """Where scripts/sweep.py puts this run."""
-    return results / f"{optimizer}_b{batch}_s{seed}" / "metrics.jsonl"
+    """Where scripts/sweep.py puts this run's metrics."""
+    return results / rundir.run_name(optimizer, batch, seed) / rundir.METRICS
 
 
 def gather(spec: FigureSpec, runs: dict, results: Path, seeds: list[int] | None,
@@ -229,6 +202,7 @@ class Curve:
     mean: np.ndarray
     std: np.ndarray
     finals: list[dict] = field(default_factory=list)  # the last record of each seed
+    per_seed: np.ndarray | None = None  # validation loss, one row per seed (in `seeds` order)
 
 
 def aggregate(optimizer: str, runs: list[Run]) -> Curve:
@@ -243,10 +217,57 @@ def aggregate(optimizer: str, runs: list[Run]) -> Curve:
     std = val.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(common))
     return Curve(optimizer=optimizer, seeds=[r.seed for r in runs], step=np.array(common),
                  tokens=tokens.mean(axis=0), time_s=time_s.mean(axis=0), mean=val.mean(axis=0), std=std,
-                 finals=[run.records[-1] for run in runs])
+                 finals=[run.records[-1] for run in runs], per_seed=val)
 
 
 # ----------------------------------------------------------------------------- plotting
+# Colours (Okabe-Ito, then darker tones), dash patterns and markers, taken in the order of
+# rundir.optimizer_names(): the i-th optimizer gets entry i of each list (modulo its length), so a variant
+# looks the same in every figure. Five dash patterns: any five consecutive optimizers (a family and its
+# variants) differ in dash, marker and colour, so they stay apart in greyscale.
+PALETTE = ["#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#882255",
+           "#7F7F7F", "#117733"]
+LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1.2)), (0, (6, 1.5, 1.2, 1.5)), (0, (10, 2.5))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*"]
+# Sized for a figure about 5 in wide: at a single column (3.3 in) the text is still >= 6 pt.
+RC = {"font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9,
+      "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "lines.linewidth": 1.6,
+      "lines.markersize": 4.5, "axes.grid": True, "grid.alpha": 0.3, "pdf.fonttype": 42, "ps.fonttype": 42,
+      "savefig.dpi": 200}
+
+
+def style(optimizer: str, fallback: int | None = None) -> dict:
+    """Line keywords (color, linestyle, marker) of an optimizer: its place in rundir.optimizer_names(),
+    else `fallback`, else the first place after them."""
+    names = rundir.optimizer_names()
+    i = names.index(optimizer) if optimizer in names else (len(names) if fallback is None else fallback)
+    return dict(color=PALETTE[i % len(PALETTE)], linestyle=LINESTYLES[i % len(LINESTYLES)],
+                marker=MARKERS[i % len(MARKERS)])
+
+
+def markevery(n: int, most: int = 15) -> int:
+    """Every evaluation gets a marker, thinned to at most `most` per line on long runs."""
+    return max(1, math.ceil(n / most))
+
+
+def save(fig, png: Path) -> list[Path]:
+    """Write the figure as PNG and as PDF (vector, fonts embedded) beside it; returns both paths."""
+    png.parent.mkdir(parents=True, exist_ok=True)
+    pdf = png.with_suffix(".pdf")
+    fig.savefig(png, bbox_inches="tight", pad_inches=0.03)
+    fig.savefig(pdf, bbox_inches="tight", pad_inches=0.03, metadata={"CreationDate": None})
+    return [png, pdf]
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def time_axis(seconds: np.ndarray) -> tuple[float, str]:
     top = float(np.max(seconds)) if len(seconds) else 0.0
     if top >= 2 * 3600:
@@ -256,6 +277,13 @@ def time_axis(seconds: np.ndarray) -> tuple[float, str]:
     return 1.0, "training wall-clock (s)"
 
 
+def padded(lo: float, hi: float, hi_all: float) -> tuple[float, float]:
+    if hi - lo < 1e-6:
+        hi = hi_all
+    pad = 0.05 * max(hi - lo, 1e-3)
+    return lo - pad, hi + pad
+
+
 def y_limits(curves: list[Curve]) -> tuple[float, float]:
     """From just below the best band to the highest mean after the first 10% of training (early losses
     would otherwise flatten the part the papers compare)."""
@@ -263,45 +291,108 @@ def y_limits(curves: list[Curve]) -> tuple[float, float]:
     hi_all = max(float(np.max(c.mean + c.std)) for c in curves)
     late = [c.mean[c.step >= 0.1 * c.step[-1]] for c in curves]
     hi = max(float(np.max(x)) for x in late if len(x)) if any(len(x) for x in late) else hi_all
-    if hi - lo < 1e-6:
-        hi = hi_all
-    pad = 0.05 * max(hi - lo, 1e-3)
-    return lo - pad, hi + pad
+    return padded(lo, hi, hi_all)
 
 
-def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path) -> None:
-    import matplotlib
+@dataclass
+class Delta:
+    """Validation loss minus the baseline's, paired by seed, on the evaluation steps both have."""
+    optimizer: str
+    step: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    n: int  # seeds paired
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def delta(curve: Curve, base: Curve) -> Delta:
+    steps = [s for s in curve.step if s in set(base.step)]
+    ci, bi = [list(curve.step).index(s) for s in steps], [list(base.step).index(s) for s in steps]
+    shared = [s for s in curve.seeds if s in base.seeds]
+    if shared:  # the same seed: the same initialisation and batches, so the difference is the optimizer's
+        d = np.array([curve.per_seed[curve.seeds.index(s)][ci] - base.per_seed[base.seeds.index(s)][bi]
+                      for s in shared])
+    else:  # no seed in common: difference of the means
+        d = (curve.mean[ci] - base.mean[bi])[None, :]
+    std = d.std(axis=0, ddof=1) if len(d) > 1 else np.zeros(len(steps))
+    return Delta(curve.optimizer, np.array(steps), d.mean(axis=0), std, len(d))
+
+
+def delta_limits(deltas: list[Delta]) -> tuple[float, float]:
+    """Zero and every band after the first 10% of training."""
+    lo, hi, hi_all = 0.0, 0.0, 0.0
+    for d in deltas:
+        late = d.step >= 0.1 * d.step[-1]
+        lo = min(lo, float(np.min((d.mean - d.std)[late])), 0.0)
+        hi = max(hi, float(np.max((d.mean + d.std)[late])))
+        hi_all = max(hi_all, float(np.max(d.mean + d.std)))
+    return padded(lo, hi, max(hi_all, 1e-3))
+
+
+def legend_label(c: Curve) -> str:
+    label = rundir.optimizer_label(c.optimizer)
+    if len(c.seeds) > 1:
+        return f"{label}: {c.mean[-1]:.3f} ± {c.std[-1]:.3f}"
+    return f"{label}: {c.mean[-1]:.3f}"
+
+
+def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path) -> list[Path]:
+    """Four panels (loss vs steps, Δ vs the baseline, loss vs tokens, loss vs wall-clock) and one legend
+    below them; writes `out` (PNG) and its PDF, returns both paths."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    base = curves[0]
+    base_label = rundir.optimizer_label(base.optimizer)
     t_scale, t_label = time_axis(np.concatenate([c.time_s for c in curves]))
     tok_scale, tok_unit = token_unit(max(float(c.tokens[-1]) for c in curves))
-    axes_spec = [("step", 1.0, "optimizer step"),
-                 ("tokens", tok_scale, f"tokens processed, incl. extra passes ({tok_unit or 'tokens'})"),
-                 ("time_s", t_scale, t_label)]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharey=True)
     ylo, yhi = y_limits(curves)
-    for ax, (attr, scale, xlabel) in zip(axes, axes_spec):
-        for c in curves:
-            x = getattr(c, attr) / scale
-            color = COLORS.get(c.optimizer)
-            n = len(c.seeds)
-            label = f"{LABELS.get(c.optimizer, c.optimizer)} ({c.mean[-1]:.3f}" + \
-                (f" ± {c.std[-1]:.3f}, {n} seeds)" if n > 1 else ", 1 seed)")
-            ax.plot(x, c.mean, "-", color=color, lw=1.6, label=label)
-            if n > 1:
-                ax.fill_between(x, c.mean - c.std, c.mean + c.std, color=color, alpha=0.2, lw=0)
-        ax.set_xlabel(xlabel)
-        ax.set_ylim(ylo, yhi)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation loss")
-    axes[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"{spec.title}\n{subtitle}", fontsize=11)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+    deltas = [delta(c, base) for c in curves[1:]]
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(2, 2, figsize=(5.2, 5.0), layout="constrained")
+        (ax_step, ax_delta), (ax_tok, ax_time) = axes
+        panels = [(ax_step, "step", 1.0, "optimizer step"),
+                  (ax_tok, "tokens", tok_scale, f"tokens processed ({tok_unit or 'tokens'}),\n"
+                                                "incl. extra gradient passes"),
+                  (ax_time, "time_s", t_scale, t_label)]
+        handles = []
+        for ax, attr, scale, xlabel in panels:
+            for c in curves:
+                kw = style(c.optimizer)
+                x = getattr(c, attr) / scale
+                (line,) = ax.plot(x, c.mean, markevery=markevery(len(x)), label=legend_label(c), **kw)
+                if len(c.seeds) > 1:
+                    ax.fill_between(x, c.mean - c.std, c.mean + c.std, color=kw["color"], alpha=0.18, lw=0)
+                if ax is ax_step:
+                    handles.append(line)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("validation loss")
+            ax.set_ylim(ylo, yhi)
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
+        # Δ panel: the baseline is the zero line, in its own style
+        ax_delta.axhline(0.0, **{k: v for k, v in style(base.optimizer).items() if k != "marker"}, lw=1.2)
+        for d in deltas:
+            kw = style(d.optimizer)
+            ax_delta.plot(d.step, d.mean, markevery=markevery(len(d.step)), **kw)
+            if d.n > 1:
+                ax_delta.fill_between(d.step, d.mean - d.std, d.mean + d.std, color=kw["color"], alpha=0.18,
+                                      lw=0)
+        ax_delta.set_xlabel("optimizer step")
+        ax_delta.set_ylabel(f"Δ val. loss vs {base_label}")
+        ax_delta.set_ylim(*delta_limits(deltas))
+        ax_delta.xaxis.set_major_locator(MaxNLocator(5))
+        ax_delta.yaxis.set_major_locator(MaxNLocator(5))
+        for ax, letter in zip(axes.flat, "abcd"):
+            ax.set_title(f"({letter})", loc="left", fontsize=9, pad=3)
+        fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(handles) > 1 else 1,
+                   title="final validation loss" + (" (mean ± std over seeds)"
+                                                    if any(len(c.seeds) > 1 for c in curves) else ""),
+                   title_fontsize=9, frameon=False, handlelength=3.2)
+        lines = [ln for part in subtitle.split("; ") for ln in textwrap.wrap(part, 64)]
+        fig.suptitle("\n".join([spec.title, *lines]), fontsize=10)
+        paths = save(fig, out)
+        plt.close(fig)
+    return paths
 
 
 # ----------------------------------------------------------------------------- summary
@@ -316,7 +407,7 @@ def summary_row(curve: Curve, batch: int, figures: list[str]) -> dict:
     t = np.array([f["time_s"] for f in finals], dtype=float)
     n = len(finals)
     return dict(
-        optimizer=curve.optimizer, label=LABELS.get(curve.optimizer, curve.optimizer), batch_seqs=batch,
+        optimizer=curve.optimizer, label=rundir.optimizer_label(curve.optimizer), batch_seqs=batch,
         figures=" ".join(figures), n_seeds=n, seeds=" ".join(str(s) for s in curve.seeds),
         steps=int(max(f["step"] for f in finals)),
         final_val_loss_mean=round(float(val.mean()), 5) if len(val) else "",
@@ -363,18 +454,18 @@ def markdown(rows: list[dict], per_figure: list[tuple[FigureSpec, list[Curve]]])
             d = c.mean[-1] - base.mean[-1]
             tok = c.tokens[-1] / base.tokens[-1]
             tim = c.time_s[-1] / base.time_s[-1] if base.time_s[-1] > 0 else math.nan
-            lines.append(f"| {spec.name} | {LABELS.get(c.optimizer, c.optimizer)} vs "
-                         f"{LABELS.get(base.optimizer, base.optimizer)} | {d:+.4f} | {tok:.2f} | {tim:.2f} |")
+            lines.append(f"| {spec.name} | {rundir.optimizer_label(c.optimizer)} vs "
+                         f"{rundir.optimizer_label(base.optimizer)} | {d:+.4f} | {tok:.2f} | {tim:.2f} |")
     return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- main
 def build(results: Path, figures: list[str], seeds: list[int] | None = None, large_batch: int | None = None,
-          small_batch: int | None = None, out: Path | None = None, allow_incomplete: bool = False,
-          configs: Path = REPO / "configs") -> dict:
-    """Write every figure, summary.csv and summary.md; returns {'pngs', 'csv', 'md', 'markdown', 'rows'}."""
+          small_batch: int | None = None, out: Path | None = None, allow_incomplete: bool = False) -> dict:
+    """Write every figure (PNG and PDF), summary.csv and summary.md; returns
+    {'pngs', 'pdfs', 'csv', 'md', 'markdown', 'rows'}."""
     out = out or results / "figures"
-    specs = [figure_spec(f, large_batch, small_batch, configs) for f in figures]
+    specs = [figure_spec(f, large_batch, small_batch) for f in figures]
     runs = index_runs(results, skip=out)
     errors, built = [], []
     for spec in specs:
@@ -385,7 +476,7 @@ def build(results: Path, figures: list[str], seeds: list[int] | None = None, lar
     if errors:  # report every figure's problems at once, before writing anything
         raise FigureError("\n\n".join(errors))
 
-    pngs, per_figure, variants = [], [], {}
+    pngs, pdfs, per_figure, variants = [], [], [], {}
     for spec, by_opt in built:
         curves = [aggregate(opt, rs) for opt, rs in by_opt.items()]
         first = by_opt[spec.optimizers[0]][0].config
@@ -394,9 +485,9 @@ def build(results: Path, figures: list[str], seeds: list[int] | None = None, lar
                     f"B={spec.batch} x {select(first, 'data.seq_len')} tokens, "
                     f"{select(first, 'train.steps')} steps; "
                     f"mean ± std over {'/'.join(map(str, n_seeds))} seeds")
-        png = out / f"{spec.name}.png"
-        plot_figure(spec, curves, subtitle, png)
+        png, pdf = plot_figure(spec, curves, subtitle, out / f"{spec.name}.png")
         pngs.append(png)
+        pdfs.append(pdf)
         per_figure.append((spec, curves))
         for c in curves:
             key = (c.optimizer, spec.batch)
@@ -413,13 +504,14 @@ def build(results: Path, figures: list[str], seeds: list[int] | None = None, lar
     md = markdown(rows, per_figure)
     md_path = out / "summary.md"
     md_path.write_text(md)
-    return dict(pngs=pngs, csv=csv_path, md=md_path, markdown=md, rows=rows)
+    return dict(pngs=pngs, pdfs=pdfs, csv=csv_path, md=md_path, markdown=md, rows=rows)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    figures = rundir.figure_experiments()
     ap.add_argument("--results", type=Path, default=Path("results"), help="searched for **/metrics.jsonl")
-    ap.add_argument("--figures", nargs="+", default=FIGURES, help=f"default: {' '.join(FIGURES)}")
+    ap.add_argument("--figures", nargs="+", default=figures, help=f"default: {' '.join(figures)}")
     ap.add_argument("--seeds", nargs="+", type=int, default=None,
                     help="seeds every variant must have (default: every seed any variant of a figure has)")
     ap.add_argument("--large-batch", type=int, default=None,
@@ -437,7 +529,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(res["markdown"])
-    for p in [*res["pngs"], res["csv"], res["md"]]:
+    for p in [*res["pngs"], *res["pdfs"], res["csv"], res["md"]]:
         print(f"wrote {p}")
     return 0
 

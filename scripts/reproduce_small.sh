@@ -35,4 +35,4 @@ start=$(date +%s)
 $PY -m data.shakespeare --out data_cache/shakespeare
 $PY scripts/sweep.py "${SWEEP[@]}"
 $PY scripts/make_figures.py --results "$RESULTS" --seeds $SEEDS --large-batch "$LARGE" --small-batch "$SMALL"
-echo "[reproduce_small] done in $(( $(date +%s) - start )) s: $RESULTS/figures/{fig1,fig2,fig3,fig4,muon_mvr}.png, summary.csv, summary.md"
+echo "[reproduce_small] done in $(( $(date +%s) - start )) s: $RESULTS/figures/{fig1,fig2,fig3,fig4,muon_mvr}.{png,pdf}, summary.csv, summary.md"

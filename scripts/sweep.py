@@ -6,19 +6,23 @@
         -- model=tiny data=shakespeare train.steps=300                   # small scale on a CPU
     python scripts/sweep.py ... --dry-run                                # the plan and the commands
 
-Each experiment (configs/experiment/<name>.yaml) contributes the optimizers of its `figure.optimizers`
-(or those given with --optimizers) for every seed. A run is named by what it trains, not by the figure
-it appears in:
+Each experiment (configs/experiment/<name>.yaml; by default the paper figures, rundir.figure_experiments())
+contributes the optimizers of its `figure.optimizers` (or those given with --optimizers) for every seed.
+A run is named by what it trains, not by the figure it appears in (rundir.run_name):
 
     <results>/<optimizer>_b<global batch in sequences>_s<seed>        e.g. results/gluon_b512_s0
+
+--large-batch / --small-batch replace the papers' 512 / 128 sequences of the experiments at that batch
+(rundir.experiment_batch reads which one an experiment selects).
 
 so the Gluon baseline at B=512, which figs. 1, 3 and 4 all compare against, runs once and every figure
 finds it (scripts/make_figures.py looks runs up by optimizer, batch and seed). Two planned runs that
 would share a directory must resolve to the same config apart from `figure`/`run_name`; otherwise the
 sweep stops before launching anything.
 
-Before launching, each run directory is classified:
-    done     summary.json says completed and metrics.jsonl reaches train.steps with a final val_loss: skipped
+Before launching, each run directory is classified (the run-directory contract is rundir.py's):
+    done     rundir.completion: summary.json says completed and metrics.jsonl has steps 1..train.steps
+             with a final val_loss: skipped
     resume   a checkpoint exists: rerun with resume=auto, which continues from it
     new      nothing yet (or only stale metrics without a checkpoint: the trainer starts over)
 An existing run directory whose config.yaml differs from the planned config (another step count, batch,
@@ -49,12 +53,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURE_EXPERIMENTS = ["fig1", "fig2", "fig3", "fig4", "muon_mvr"]
-BATCH_ROLES = {"b512": "large", "b128": "small"}  # batch config -> which of --large-batch / --small-batch
+if str(REPO) not in sys.path:  # `python scripts/sweep.py` puts only scripts/ on the path
+    sys.path.insert(0, str(REPO))
+
+import rundir  # noqa: E402
+
 MANAGED_KEYS = ("experiment", "optimizer", "seed", "run_dir", "run_name")
 # config keys that may differ between an existing run directory and the planned run
+# (optimizer.label only names the optimizer in figures; model.loss_impl/loss_chunk choose how the same loss
+# is computed, and runs from before those keys existed lack them)
 IGNORED_KEYS = ("figure", "run_name", "run_dir", "resume", "device", "compile", "wandb",
-                "train.log_every", "train.ckpt_every")
+                "train.log_every", "train.ckpt_every", "optimizer.label", "model.loss_impl",
+                "model.loss_chunk")
 
 
 # ----------------------------------------------------------------------------- planning
@@ -89,10 +99,6 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def run_dir_for(results: Path, optimizer: str, global_seqs: int, seed: int) -> Path:
-    return results / f"{optimizer}_b{global_seqs}_s{seed}"
-
-
 def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
@@ -125,8 +131,6 @@ class Composer:
     """Hydra compose of configs/, exactly as `python train.py <overrides>` resolves it."""
 
     def __init__(self):
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
         from hydra import initialize_config_dir
 
         import train  # noqa: F401  (registers the dataclass schema "base_schema" the defaults list names)
@@ -163,7 +167,7 @@ def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None,
             exp_optimizers = optimizers or base.get("figure", {}).get("optimizers") or []
             if not exp_optimizers:
                 raise SystemExit(f"error: experiment {exp} lists no figure.optimizers; pass --optimizers")
-            scaled = batch_for.get(BATCH_ROLES.get(base["batch"]["name"], ""))
+            scaled = batch_for.get(rundir.BATCH_ROLES.get(rundir.experiment_batch(exp), ""))
             unchanged = scaled in (None, base["batch"]["global_seqs"])
             scale = [] if unchanged else [f"batch.global_seqs={scaled}"]
             for opt in exp_optimizers:
@@ -171,7 +175,7 @@ def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None,
                     ov = [f"experiment={exp}", f"optimizer={opt}", f"seed={seed}", *extra, *scale]
                     cfg = composer(ov)
                     b = cfg["batch"]["global_seqs"]
-                    run_dir = run_dir_for(results, cfg["optimizer"]["name"], b, seed)
+                    run_dir = results / rundir.run_name(cfg["optimizer"]["name"], b, seed)
                     ov.append(f"run_dir={display_path(run_dir)}")
                     cfg["run_dir"] = display_path(run_dir)
                     if run_dir in runs:
@@ -199,80 +203,36 @@ def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None,
 
 
 # ----------------------------------------------------------------------------- run state
-def read_metrics(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a crash
-                break
-    return out
-
-
-def last_record(path: Path) -> dict | None:
-    """The last complete line of a metrics.jsonl without reading all of it."""
-    if not path.exists():
-        return None
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 8192))
-        lines = f.read().decode(errors="replace").splitlines()
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue
-    return None
-
-
-def metrics_complete(run_dir: Path, steps: int) -> tuple[bool, str]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return False, "no metrics.jsonl"
-    rec = read_metrics(path)
-    if not rec:
-        return False, "metrics.jsonl is empty"
-    got = [r.get("step") for r in rec]
-    if got != list(range(1, len(rec) + 1)):
-        return False, "metrics.jsonl steps are not 1, 2, 3, ..."
-    if got[-1] != steps:
-        return False, f"metrics.jsonl reaches step {got[-1]} of {steps}"
-    if "val_loss" not in rec[-1]:
-        return False, f"step {steps} has no val_loss"
-    return True, ""
-
-
 def classify(run: Run) -> None:
     """Set run.status to done | resume | new (with run.detail), or raise SystemExit on a config clash."""
     d = run.run_dir
-    cfg_path = d / "config.yaml"
-    if cfg_path.exists():
-        from omegaconf import OmegaConf
-
-        old = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False)
+    old = rundir.read_config(d)
+    if old is not None:
         diff = config_diff(strip_keys(old, IGNORED_KEYS), strip_keys(run.config, IGNORED_KEYS))
         if diff:
             raise SystemExit(
                 f"error: {display_path(d)} holds a run with a different config than planned for {run.label}: "
                 + "; ".join(diff[:6]) + ". Use another --results, or delete that directory to start it over.")
-    ok, why = metrics_complete(d, run.steps)
-    summary = d / "summary.json"
-    completed = summary.exists() and json.loads(summary.read_text() or "{}").get("completed") is True
-    latest = d / "ckpt" / "LATEST"
-    if completed and ok:
+    ok, why = rundir.completion(d, run.steps)
+    try:
+        summary = rundir.read_summary(d) or {}
+    except ValueError:  # unreadable: not a completed run (completion says why)
+        summary = {}
+    completed = summary.get("completed") is True
+    latest = d / rundir.CKPT / "LATEST"
+    if ok:
         run.status, run.detail = "done", ""
     elif latest.exists():
-        rec = last_record(d / "metrics.jsonl")
+        rec = rundir.last_record(d)
         run.status = "resume"
         run.detail = f"from {latest.read_text().strip()}"
         if rec:
             run.detail += f", metrics at step {rec['step']}"
     elif completed:  # summary but no checkpoint to continue from and incomplete metrics
-        raise SystemExit(f"error: {display_path(d)} has summary.json but {why} and no checkpoint to resume "
-                         f"from; delete that directory to run {run.label} again")
+        raise SystemExit(f"error: {display_path(d)} has {rundir.SUMMARY} but {why} and no checkpoint to "
+                         f"resume from; delete that directory to run {run.label} again")
     else:
-        run.status, run.detail = "new", ("stale metrics, no checkpoint: starts over" if (d / "metrics.jsonl")
+        run.status, run.detail = "new", ("stale metrics, no checkpoint: starts over" if (d / rundir.METRICS)
                                          .exists() else "")
 
 
@@ -341,7 +301,7 @@ def with_suppressed(fn, *args) -> None:
 
 
 def drop_ckpt(run: Run, say) -> None:
-    ckpt = run.run_dir / "ckpt"
+    ckpt = run.run_dir / rundir.CKPT
     if ckpt.is_dir():
         shutil.rmtree(ckpt)
         say(f"removed {display_path(ckpt)} (--drop-ckpt)")
@@ -372,9 +332,9 @@ def execute(todo: list[Run], nproc: int, parallel: int, python: str, threads: in
                 free_gpus.append(job.gpus)
                 finished += 1
                 run, secs = job.run, time.time() - job.start
-                ok, why = metrics_complete(run.run_dir, run.steps)
+                ok, why = rundir.completion(run.run_dir, run.steps)
                 if rc == 0 and ok:
-                    val = last_record(run.run_dir / "metrics.jsonl").get("val_loss")
+                    val = rundir.last_record(run.run_dir)["val_loss"]
                     say(f"done  [{run.index}] {run.label} in {secs:.0f} s, final val_loss {val:.4f} "
                         f"({finished}/{total} finished, {len(failed)} failed)")
                     if drop:
@@ -389,7 +349,7 @@ def execute(todo: list[Run], nproc: int, parallel: int, python: str, threads: in
                 last_progress = time.time()
                 parts = []
                 for job in running:
-                    rec = last_record(job.run.run_dir / "metrics.jsonl")
+                    rec = rundir.last_record(job.run.run_dir)
                     parts.append(f"{job.run.name} step {rec['step'] if rec else 0}/{job.run.steps}")
                 say(f"running: {', '.join(parts)}; {len(pending)} queued, {finished}/{total} finished")
     except KeyboardInterrupt:
@@ -407,17 +367,18 @@ def parse_args(argv=None):
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--experiments", nargs="+", default=FIGURE_EXPERIMENTS,
-                    help=f"experiment configs to sweep (default: {' '.join(FIGURE_EXPERIMENTS)})")
+    figures = rundir.figure_experiments()
+    ap.add_argument("--experiments", nargs="+", default=figures,
+                    help=f"experiment configs to sweep (default, the paper figures: {' '.join(figures)})")
     ap.add_argument("--optimizers", nargs="+", default=None,
                     help="optimizers to run under every experiment (default: its figure.optimizers)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--results", type=Path, default=Path("results"),
                     help="parent of the run directories <optimizer>_b<B>_s<seed> (default: results)")
     ap.add_argument("--large-batch", type=int, default=None,
-                    help="global batch (sequences) for experiments on batch=b512 (default: 512)")
+                    help="global batch (sequences) for experiments at the papers' 512 (default: 512)")
     ap.add_argument("--small-batch", type=int, default=None,
-                    help="global batch (sequences) for experiments on batch=b128 (default: 128)")
+                    help="global batch (sequences) for experiments at the papers' 128 (default: 128)")
     ap.add_argument("--nproc", type=int, default=1,
                     help="processes per run; more than 1 launches torchrun --standalone")
     ap.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")

@@ -1,5 +1,6 @@
-"""scripts/make_figures.py on small synthetic metrics: every figure and the summary are written, the numbers
-are the mean and std over seeds, and a missing, incomplete, duplicated or mismatched run is a named error."""
+"""scripts/make_figures.py on small synthetic metrics: every figure (PNG and PDF, with a Δ-vs-baseline
+panel) and the summary are written, the numbers are the mean and std over seeds, names come from the optimizer
+configs' `label:`, and a missing, incomplete, duplicated or mismatched run is a named error."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
+import rundir
 from scripts import make_figures as mf
 
+FIGURES = rundir.figure_experiments()
 LARGE, SMALL, SEEDS, STEPS, VAL_EVERY = 16, 4, [0, 1, 2], 12, 4
 VARIANTS = {  # (optimizer, batch) -> gradient passes per step (as the trainer counts them)
     ("gluon", LARGE): 1, ("gluon_mvr1", LARGE): 2, ("gluon_mvr2", LARGE): 2, ("gluon_mvr3", LARGE): 2,
@@ -62,7 +65,7 @@ def write_results(results: Path) -> Path:
 
 def build(results: Path, **kw):
     kw.setdefault("seeds", SEEDS)
-    return mf.build(results, mf.FIGURES, large_batch=LARGE, small_batch=SMALL, **kw)
+    return mf.build(results, FIGURES, large_batch=LARGE, small_batch=SMALL, **kw)
 
 
 def test_writes_every_figure_and_the_summary(tmp_path, capsys):
@@ -70,9 +73,10 @@ def test_writes_every_figure_and_the_summary(tmp_path, capsys):
     assert mf.main(["--results", str(results), "--large-batch", str(LARGE), "--small-batch", str(SMALL),
                     "--seeds", *map(str, SEEDS)]) == 0
     out = results / "figures"
-    for name in mf.FIGURES:
+    for name in FIGURES:
         png = out / f"{name}.png"
         assert png.exists() and png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+        assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert len(rows) == len(VARIANTS) and set(rows[0]) == set(mf.CSV_FIELDS)
     by_key = {(r["optimizer"], int(r["batch_seqs"])): r for r in rows}
@@ -108,8 +112,9 @@ def test_curves_are_mean_and_std_over_seeds(tmp_path):
 
 
 def test_figure_batches_come_from_the_experiment_configs():
-    assert [mf.figure_spec(f, None, None).batch for f in mf.FIGURES] == [512, 128, 512, 512, 512]
-    assert [mf.figure_spec(f, LARGE, SMALL).batch for f in mf.FIGURES] == [16, 4, 16, 16, 16]
+    assert FIGURES == ["fig1", "fig2", "fig3", "fig4", "muon_mvr"]
+    assert [mf.figure_spec(f, None, None).batch for f in FIGURES] == [512, 128, 512, 512, 512]
+    assert [mf.figure_spec(f, LARGE, SMALL).batch for f in FIGURES] == [16, 4, 16, 16, 16]
     spec = mf.figure_spec("fig4", LARGE, SMALL)
     assert spec.optimizers == ["gluon", "gluon_mvr3"] and "B=16" in spec.title
     assert mf.figure_spec("muon_mvr", None, None).optimizers == ["muon", "muon_mvr1", "muon_mvr2",
@@ -167,3 +172,61 @@ def test_duplicate_and_mismatched_runs_are_errors(tmp_path):
     write_run(results, "gluon_mvr1", SMALL, 2, model__name="small")
     with pytest.raises(mf.FigureError, match=r"different model\.name"):
         mf.build(results, ["fig2"], SEEDS, LARGE, SMALL)
+
+
+def test_labels_come_from_the_optimizer_configs(tmp_path, monkeypatch):
+    results = write_results(tmp_path / "results")
+    res = mf.build(results, ["muon_mvr"], SEEDS, LARGE, SMALL)
+    assert [r["label"] for r in res["rows"]] == [rundir.optimizer_config(o)["label"]
+                                                 for o in ("muon", "muon_mvr1", "muon_mvr2", "muon_mvr3")]
+    monkeypatch.setattr(rundir, "optimizer_label", lambda name: f"<{name}>")
+    res = mf.build(results, ["fig3"], SEEDS, LARGE, SMALL)
+    assert [r["label"] for r in res["rows"]] == ["<gluon>", "<gluon_mvr2>"]
+    assert "| fig3 | <gluon_mvr2> vs <gluon> |" in res["markdown"]
+
+
+def test_figure_has_a_delta_panel_markers_and_a_legend_outside(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    for seed in SEEDS:
+        write_run(results, "muon", LARGE, seed)
+        write_run(results, "muon_mvr1", LARGE, seed)
+        write_run(results, "muon_mvr2", LARGE, seed)
+        write_run(results, "muon_mvr3", LARGE, seed)
+    figs = []
+    real_save = mf.save
+    monkeypatch.setattr(mf, "save", lambda fig, png: figs.append(fig) or real_save(fig, png))
+    res = mf.build(results, ["muon_mvr"], SEEDS, LARGE, SMALL)
+    assert [p.suffix for p in res["pngs"] + res["pdfs"]] == [".png", ".pdf"]
+    (fig,) = figs
+    assert len(fig.axes) == 4 and not any(ax.get_legend() for ax in fig.axes)  # one legend, below them
+    (legend,) = fig.legends
+    assert [t.get_text().split(":")[0] for t in legend.get_texts()] == [
+        "Muon", "MuonMVR (MVR1)", "MuonMVR (MVR2)", "MuonMVR (MVR3)"]
+    ax_loss, ax_delta = fig.axes[:2]
+    assert ax_delta.get_ylabel() == "Δ val. loss vs Muon"
+    evals = [4, 8, 12]
+    for ax in (ax_loss, ax_delta):
+        curves = [ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]
+        assert len(curves) == (4 if ax is ax_loss else 3)
+        assert all(list(ln.get_xdata()) == evals for ln in curves)  # a marker at each evaluation
+    # Δ: each MVR variant minus Muon, paired by seed (final_val depends on the optimizer name only)
+    for ln, opt in zip([ln for ln in ax_delta.get_lines() if ln.get_marker() not in ("None", "")],
+                       ["muon_mvr1", "muon_mvr2", "muon_mvr3"]):
+        assert ln.get_ydata()[-1] == pytest.approx(final_val(opt, LARGE, 0) - final_val("muon", LARGE, 0))
+    assert len(ax_delta.collections) == 3  # seed bands
+    # one seed: no bands
+    one = mf.build(results, ["muon_mvr"], [0], LARGE, SMALL)
+    assert one["pngs"][0].exists() and len(figs[-1].axes[1].collections) == 0
+
+
+def test_styles_follow_the_optimizer_order_and_differ_within_every_figure():
+    names = rundir.optimizer_names()
+    styles = [mf.style(n) for n in names]
+    assert styles == [mf.style(n) for n in names]  # deterministic
+    assert len({s["color"] for s in styles}) == len(names)
+    assert mf.style(names[1]) == dict(color=mf.PALETTE[1], linestyle=mf.LINESTYLES[1], marker=mf.MARKERS[1])
+    for name in FIGURES:
+        opts = mf.figure_spec(name, None, None).optimizers
+        for key in ("color", "marker"):
+            assert len({mf.style(o)[key] for o in opts}) == len(opts), (name, key)
+        assert len({str(mf.style(o)["linestyle"]) for o in opts}) == len(opts), name  # greyscale-safe

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 
 import pytest
 from trainer_utils import compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
+import rundir
 from scripts import sweep
 
 STEPS = 4
@@ -65,6 +67,33 @@ def test_dry_run_prints_the_deduplicated_commands(tmp_path, data_dir, capsys):
                                               "muon_mvr3_b512_s3"]
     with pytest.raises(SystemExit, match=r"sets \['seed'\] itself"):
         sweep.plan(["fig1"], [0], None, results, [*ex, "seed=3"])
+
+
+def test_defaults_and_classification_follow_rundir(tmp_path):
+    assert sweep.parse_args([]).experiments == rundir.figure_experiments()
+    d = tmp_path / rundir.run_name("gluon", 8, 0)
+    run = sweep.Run(run_dir=d, optimizer="gluon", global_seqs=8, seed=0, steps=3, experiments=["fig1"],
+                    overrides=[], config={})
+    sweep.classify(run)
+    assert (run.status, run.detail) == ("new", "")
+    d.mkdir()
+    for step in (1, 2):
+        rundir.append_metrics(d, {"step": step, "train_loss": 5.0})
+    sweep.classify(run)
+    assert (run.status, run.detail) == ("new", "stale metrics, no checkpoint: starts over")
+    (d / rundir.CKPT).mkdir()
+    (d / rundir.CKPT / "LATEST").write_text("step_000002\n")
+    sweep.classify(run)
+    assert (run.status, run.detail) == ("resume", "from step_000002, metrics at step 2")
+    rundir.append_metrics(d, {"step": 3, "train_loss": 4.0, "val_loss": 4.5})
+    rundir.write_summary(d, {"completed": True, "steps": 3})
+    sweep.classify(run)
+    assert run.status == "done" and rundir.completion(d, 3) == (True, "")
+    shutil.rmtree(d / rundir.CKPT)
+    rundir.truncate_metrics(d, 2)  # a summary without the metrics to match and nothing to resume from
+    with pytest.raises(SystemExit, match=r"has summary.json but metrics.jsonl stops at step 2 of 3 and no "
+                                         r"checkpoint"):
+        sweep.classify(run)
 
 
 class Crash(RuntimeError):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+import rundir
+from rundir import read_metrics  # noqa: F401  (the trainer tests read runs the way the scripts do)
+
 REPO = Path(__file__).resolve().parents[1]
-OPTIMIZERS = ["adamw", "muon", "muon_mvr1", "muon_mvr2", "muon_mvr3", "gluon", "gluon_mvr1", "gluon_mvr2",
-              "gluon_mvr3"]
+OPTIMIZERS = rundir.optimizer_names()
 
 
 def compose_cfg(overrides: list[str]):
@@ -42,7 +43,3 @@ def small_run_overrides(run_dir: Path, data_dir: Path, optimizer: str, steps: in
         })
     o.update(extra)
     return [f"{k}={v}" for k, v in o.items()]
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]

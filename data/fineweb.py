@@ -21,6 +21,12 @@ span two shards; the last shard is shorter). Shard 0 is ``fineweb_val_000000.bin
 ``fineweb_train_%06d.bin`` from 1, as in modded-nanogpt's ``data/fineweb.py``. A progress file records
 how many documents each finished shard consumed, so an interrupted run continues where it stopped and
 produces the same bytes as an uninterrupted one. ``.txt`` files are one document each.
+
+Neither split is ever empty: shard 0 (validation) is written only once the train split is known to hold at
+least ``--min-split-tokens`` (default 2049 = two 1024-token sequences plus the last target), and shard 0
+itself must be that large; an input too small for ``--shard-tokens`` stops with the counts and the fix
+before any shard is written. For your own plain text, ``python -m data.text`` is simpler: it splits by a
+fraction (or by validation files) and prints the trainer overrides for the result.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ REPO_ID = "kjj0/fineweb10B-gpt2"
 MAX_TRAIN_SHARDS = 103
 HF_DATASET, HF_CONFIG = "HuggingFaceFW/fineweb", "sample-10BT"
 PREFIX = "fineweb"
+MIN_SPLIT_TOKENS = 2 * 1024 + 1  # two sequences of 1024 plus the last target
+TEXT_TOOL = "python -m data.text --out DIR --tokenizer gpt2 --val-fraction 0.1 FILES_OR_DIRS"
 
 
 # ---------------------------------------------------------------------------------------- download
@@ -160,14 +168,21 @@ def _batched(it, n):
 
 class _ShardWriter:
     """Packs documents into fixed-size shards; after each shard it records how far the input got:
-    ``docs_done`` whole documents plus the first ``doc_tokens_done`` tokens of the next one."""
+    ``docs_done`` whole documents plus the first ``doc_tokens_done`` tokens of the next one.
 
-    def __init__(self, out: Path, prefix: str, shard_tokens: int, progress: dict, progress_path: Path):
+    Shard 0 (validation) is held in memory until ``min_train`` tokens follow it, so that a corpus too
+    small to leave a train split writes nothing (``tokenize`` then raises)."""
+
+    def __init__(self, out: Path, prefix: str, shard_tokens: int, progress: dict, progress_path: Path,
+                 min_train: int = 1):
         self.out, self.prefix, self.size = out, prefix, shard_tokens
         self.progress, self.progress_path = progress, progress_path
         self.buf = np.empty(shard_tokens, dtype=np.uint16)
         self.fill = 0
         self.docs_done = progress["docs_done"]
+        self.min_train = min_train
+        self.held = None  # (tokens, docs_done, doc_tokens_done) of shard 0 while it waits
+        self.train_seen = 0  # tokens buffered after the held shard 0
 
     def path(self, index: int) -> Path:
         return self.out / shard_name(self.prefix, "val" if index == 0 else "train", index)
@@ -180,6 +195,10 @@ class _ShardWriter:
             self.buf[self.fill : self.fill + take] = toks[pos : pos + take]
             self.fill += take
             pos += take
+            if self.held is not None:
+                self.train_seen += take
+                if self.train_seen >= self.min_train:
+                    self.release()
             if self.fill == self.size:
                 finished = pos == len(toks)
                 self.flush(self.docs_done + finished, 0 if finished else pos)
@@ -187,13 +206,27 @@ class _ShardWriter:
 
     def flush(self, docs_done: int, doc_tokens_done: int, final: bool = False) -> None:
         index = self.progress["shards_written"]
+        if index == 0 and not final:  # validation: wait until the train split is sure to be big enough
+            self.held = (self.buf[: self.fill].copy(), docs_done, doc_tokens_done)
+            self.fill, self.train_seen = 0, 0
+            return
         write_shard(self.path(index), self.buf[: self.fill])
         self.progress.update(shards_written=index + 1, docs_done=docs_done, doc_tokens_done=doc_tokens_done,
                              complete=final)
         self.save()
         self.fill = 0
 
+    def release(self) -> None:
+        """Write the held shard 0 and record the input position at its end."""
+        toks, docs_done, doc_tokens_done = self.held
+        self.held = None
+        write_shard(self.path(0), toks)
+        self.progress.update(shards_written=1, docs_done=docs_done, doc_tokens_done=doc_tokens_done,
+                             complete=False)
+        self.save()
+
     def save(self) -> None:
+        self.progress_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.progress_path.with_name(self.progress_path.name + ".tmp")
         tmp.write_text(json.dumps(self.progress, indent=1))
         os.replace(tmp, self.progress_path)
@@ -201,8 +234,11 @@ class _ShardWriter:
 
 def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_000, workers: int = 1,
              prefix: str = PREFIX, max_shards: int | None = None, ranks_path=None, ranks_sha256=None,
-             docs_per_task: int = 256) -> list[Path]:
-    """Tokenize ``source`` into shards in ``out`` (resuming a previous run); return all shard paths."""
+             docs_per_task: int = 256, min_split_tokens: int = MIN_SPLIT_TOKENS) -> list[Path]:
+    """Tokenize ``source`` into shards in ``out`` (resuming a previous run); return all shard paths.
+
+    Shard 0 is the validation split, the rest train; each split must hold ``min_split_tokens`` or more,
+    else ``ValueError`` before any shard is written (see the module docstring)."""
     if source not in ("hf", "files"):
         raise ValueError(f"source must be 'hf' or 'files', got {source!r}")
     if source == "files" and not files:
@@ -213,8 +249,18 @@ def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_00
             raise FileNotFoundError(f"no such input file: {f}")
     if shard_tokens < 1 or workers < 1:
         raise ValueError(f"--shard-tokens and --workers must be >= 1, got {shard_tokens}, {workers}")
+    if min_split_tokens < 1:
+        raise ValueError(f"--min-split-tokens must be >= 1, got {min_split_tokens}")
+    if shard_tokens < min_split_tokens:
+        raise ValueError(
+            f"--shard-tokens {shard_tokens:,} is below --min-split-tokens {min_split_tokens:,}: shard 0, the "
+            f"validation split, holds exactly --shard-tokens tokens. Use --shard-tokens {min_split_tokens:,} "
+            f"or more (or lower --min-split-tokens); for plain text, `{TEXT_TOOL}` picks the split for you"
+        )
+    if files and all(_kind(str(f)) == "text" for f in files):
+        print(f"tip: for plain text files, `{TEXT_TOOL}` splits train/validation by a fraction and prints "
+              f"the trainer overrides", file=sys.stderr)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ident = {"source": source, "files": [str(Path(f).resolve()) for f in files or []],
              "shard_tokens": shard_tokens, "prefix": prefix,
              "ranks": str(ranks_path) if ranks_path else "gpt2"}
@@ -228,7 +274,7 @@ def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_00
                 f"use another --out or delete {out} to start over"
             )
         progress = saved
-    writer = _ShardWriter(out, prefix, shard_tokens, progress, progress_path)
+    writer = _ShardWriter(out, prefix, shard_tokens, progress, progress_path, min_split_tokens)
     done = [writer.path(i) for i in range(progress["shards_written"])]
     for p in done:  # header + size check of what a previous run finished
         if read_header(p) != shard_tokens and not progress["complete"]:
@@ -260,6 +306,10 @@ def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_00
                     print(f"stopped after {max_shards} shard(s) (--max-shards); rerun without it to continue")
                     return verify(writer.path(j) for j in range(progress["shards_written"]))
             bar.update(int(lengths.sum()))
+        if writer.held is not None or progress["shards_written"] == 0:
+            n_val = len(writer.held[0]) if writer.held is not None else writer.fill
+            n_train = writer.fill if writer.held is not None else 0
+            raise ValueError(_split_message(prefix, shard_tokens, n_val, n_train, min_split_tokens))
         if writer.fill:
             writer.flush(writer.docs_done, 0, final=True)
         else:
@@ -272,6 +322,23 @@ def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_00
     return verify(writer.path(i) for i in range(progress["shards_written"]))
 
 
+def _split_message(prefix: str, shard_tokens: int, n_val: int, n_train: int, need: int) -> str:
+    """Why a tokenize run would leave a split too small, and what to change."""
+    total = n_val + n_train
+    if total >= 2 * need:
+        fix = (f"use a smaller --shard-tokens (from {need:,} to {total - need:,} for this input, e.g. "
+               f"{min(max(need, total // 10), total - need):,})")
+    else:
+        fix = f"add text ({2 * need:,} tokens in all at the least) or lower --min-split-tokens"
+    return (
+        f"the input holds {total:,} tokens: shard 0 ({shard_name(prefix, 'val', 0)}, the validation split) "
+        f"would take {n_val:,} of them (the first --shard-tokens {shard_tokens:,}) and leave {n_train:,} for "
+        f"the train split, but each split needs at least {need:,} (--min-split-tokens). Nothing was written. "
+        f"Fix: {fix}; or, for plain text, run `{TEXT_TOOL}`, which splits by a fraction and prints the "
+        f"trainer overrides"
+    )
+
+
 # ---------------------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m data.fineweb", description=__doc__.split("\n\n")[0])
@@ -282,8 +349,12 @@ def main(argv=None) -> int:
     t = sub.add_parser("tokenize", help="tokenize FineWeb text (streamed from HF, or local files)")
     t.add_argument("--out", default="data_cache/fineweb10B")
     t.add_argument("--source", choices=["hf", "files"], default=None, help="default: files if given")
-    t.add_argument("--files", nargs="+", help="local .parquet/.jsonl/.txt files with a 'text' column")
-    t.add_argument("--shard-tokens", type=int, default=100_000_000)
+    t.add_argument("--files", nargs="+", help="local .parquet/.jsonl/.txt files with a 'text' column (plain "
+                   "text of your own: `python -m data.text` is simpler)")
+    t.add_argument("--shard-tokens", type=int, default=100_000_000,
+                   help="tokens per shard; shard 0 is the validation split (default 100,000,000)")
+    t.add_argument("--min-split-tokens", type=int, default=MIN_SPLIT_TOKENS,
+                   help=f"fewest tokens either split may hold (default {MIN_SPLIT_TOKENS})")
     t.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     t.add_argument("--prefix", default=PREFIX)
     t.add_argument("--max-shards", type=int, help="stop after N shards (rerun to continue)")
@@ -296,7 +367,7 @@ def main(argv=None) -> int:
     else:
         source = a.source or ("files" if a.files else "hf")
         tokenize(a.out, source, a.files, a.shard_tokens, a.workers, a.prefix, a.max_shards,
-                 a.bpe_ranks, a.bpe_sha256)
+                 a.bpe_ranks, a.bpe_sha256, min_split_tokens=a.min_split_tokens)
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0
 

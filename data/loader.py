@@ -32,19 +32,74 @@ across ranks: the same tokens for every run and every world size.
 
 from __future__ import annotations
 
-import math
+import glob
+import re
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from data.shards import VOCAB_SIZE, ShardError, check_ids, find_shards, read_header, read_shard
 
+_TEXT_TOOL = "python -m data.text --out DIR --tokenizer gpt2 --val-fraction 0.1 FILES_OR_DIRS"
 _HOW_TO_MAKE = (
     "Make shards with one of: `python -m data.shakespeare --out data_cache/shakespeare` (quick start), "
     "`python -m data.synthetic --out data_cache/synthetic`, "
-    "`python -m data.fineweb download --train-shards 8 --out data_cache/fineweb10B`"
+    "`python -m data.fineweb download --train-shards 8 --out data_cache/fineweb10B`, "
+    f"or from your own text `{_TEXT_TOOL}` (it prints the overrides to train on them)"
 )
+_SHARD_NAME = re.compile(r"^(?P<prefix>.+)_(?P<split>train|val)_\d{6}\.bin$")
+
+
+def _listing(names: list[str], n: int = 10) -> str:
+    more = f" ... and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def _missing_shards_message(split: str, pattern: str, matched: list[Path] | None = None) -> str:
+    """Why no ``split`` shard was found for ``pattern`` (nothing matched, or only the other split's
+    shards did): what the folder holds, and how to make or point at the right files."""
+    if matched:  # a train pattern that matches validation shards only
+        head = (f"the {split} shard pattern {pattern!r} matches only validation shards "
+                f"({_listing([p.name for p in matched])}), and training on them is refused")
+    else:
+        head = f"no {split} shard files match {pattern!r}"
+    folder = Path(pattern).parent
+    if glob.has_magic(str(folder)):
+        return f"{head}. {_HOW_TO_MAKE}"
+    if not folder.is_dir():
+        return f"{head}: the folder {folder} does not exist. {_HOW_TO_MAKE}"
+    names = sorted(p.name for p in folder.iterdir())
+    if not names:
+        return f"{head}: the folder {folder} is empty. {_HOW_TO_MAKE}"
+    shards: dict[str, dict[str, list[str]]] = {}
+    for name in names:
+        m = _SHARD_NAME.match(name)
+        if m:
+            shards.setdefault(m["split"], {}).setdefault(m["prefix"], []).append(name)
+    held = f"{folder} holds: {_listing(names)}"
+    if split == "train" and shards.get("val") and not shards.get("train"):
+        vals = [n for names_ in shards["val"].values() for n in names_]
+        return (
+            f"{head}: {folder} holds validation shard(s) ({_listing(vals)}) but no train shard, so the train "
+            f"split was empty (older `python -m data.fineweb tokenize` runs put all of a text smaller than "
+            f"--shard-tokens into shard 0, the validation split; `download --train-shards 0` fetches only "
+            f"that shard). Make both splits from plain text with "
+            f"`python -m data.text --out {folder} --tokenizer gpt2 --val-fraction 0.1 FILES_OR_DIRS` (add "
+            f"--force to replace shards of the same --prefix); it prints the overrides to train on them. "
+            f"{held}"
+        )
+    hint = ""
+    if shards.get(split):
+        options = [f"data.{split}_files={folder / f'{prefix}_{split}_*.bin'}"
+                   for prefix in sorted(shards[split])]
+        hint = f" Did you mean {' or '.join(options)}?"
+    elif split == "val" and shards.get("train"):
+        hint = (" It holds train shards but no validation shard: make both splits with "
+                f"`{_TEXT_TOOL}` (or name held-out files with --val-files).")
+    return f"{head}; {held}.{hint} {_HOW_TO_MAKE}"
+
 
 _M64 = (1 << 64) - 1
 
@@ -141,8 +196,8 @@ class TrainLoader:
             raise ValueError(_divisibility_message("global_seqs", global_seqs, micro_seqs, world_size))
         self.pattern = str(files)
         self.paths = find_shards(self.pattern)
-        if not self.paths:
-            raise ValueError(f"no train shard files match {self.pattern!r}. {_HOW_TO_MAKE}")
+        if not self.paths or all(_is_val_shard(p) for p in self.paths):  # never train on validation only
+            raise ValueError(_missing_shards_message("train", self.pattern, self.paths))
         self.seq_len, self.global_seqs, self.micro_seqs = seq_len, global_seqs, micro_seqs
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
@@ -354,7 +409,7 @@ class ValLoader:
         self.pattern = str(files)
         self.paths = find_shards(self.pattern)
         if not self.paths:
-            raise ValueError(f"no val shard files match {self.pattern!r}. {_HOW_TO_MAKE}")
+            raise ValueError(_missing_shards_message("val", self.pattern))
         self.seq_len, self.val_tokens, self.micro_seqs = seq_len, val_tokens, micro_seqs
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
@@ -421,9 +476,9 @@ def _short(v) -> str:
     return repr(v)
 
 
-def steps_for_tokens(tokens: int, loader: TrainLoader) -> int:
-    """Optimizer steps needed to see ``tokens`` training tokens."""
-    return math.ceil(tokens / loader.tokens_per_step)
+def _is_val_shard(path: Path) -> bool:
+    m = _SHARD_NAME.match(path.name)
+    return m is not None and m["split"] == "val"
 
 
-__all__ = ["TrainLoader", "ValLoader", "ShardError", "permute", "steps_for_tokens"]
+__all__ = ["TrainLoader", "ValLoader", "ShardError", "permute"]

@@ -52,7 +52,8 @@ def test_tokenize_parquet_matches_direct_encode(tmp_path, ranks):
     src = _parquet(tmp_path / "000_00000.parquet", texts)
     out = tmp_path / "out"
     assert fineweb.main(["tokenize", "--out", str(out), "--files", src, "--shard-tokens", "500",
-                         "--workers", "2", "--bpe-ranks", ranks[0], "--bpe-sha256", ranks[1]]) == 0
+                         "--min-split-tokens", "500", "--workers", "2", "--bpe-ranks", ranks[0],
+                         "--bpe-sha256", ranks[1]]) == 0
     paths, got = _all_tokens(out)
     ref = _reference(texts, ranks)
     assert np.array_equal(got, ref)
@@ -60,14 +61,15 @@ def test_tokenize_parquet_matches_direct_encode(tmp_path, ranks):
     assert all(len(read_shard(p)) == 500 for p in paths[:-1]) and 0 < len(read_shard(paths[-1])) <= 500
     assert json.loads((out / "fineweb_tokenize_progress.json").read_text())["complete"] is True
     # a second run finds the work complete and only verifies
-    fineweb.tokenize(out, "files", [src], 500, 1, ranks_path=ranks[0], ranks_sha256=ranks[1])
+    fineweb.tokenize(out, "files", [src], 500, 1, ranks_path=ranks[0], ranks_sha256=ranks[1],
+                     min_split_tokens=500)
     assert np.array_equal(_all_tokens(out)[1], ref)
 
 
 def test_tokenize_resumes_to_identical_bytes(tmp_path, ranks):
     texts = _texts(80, seed=1)
     src = _parquet(tmp_path / "a.parquet", texts)
-    kw = dict(ranks_path=ranks[0], ranks_sha256=ranks[1], docs_per_task=7)
+    kw = dict(ranks_path=ranks[0], ranks_sha256=ranks[1], docs_per_task=7, min_split_tokens=300)
     fineweb.tokenize(tmp_path / "whole", "files", [src], 300, 1, **kw)
     fineweb.tokenize(tmp_path / "parts", "files", [src], 300, 1, max_shards=2, **kw)  # "interrupted"
     progress = json.loads((tmp_path / "parts" / "fineweb_tokenize_progress.json").read_text())
@@ -88,7 +90,8 @@ def test_tokenize_jsonl_and_txt(tmp_path, ranks):
     for i, t in enumerate(texts[6:]):
         (tmp_path / f"b{i}.txt").write_text(t)
     files = [str(tmp_path / "a.jsonl")] + [str(tmp_path / f"b{i}.txt") for i in range(4)]
-    fineweb.tokenize(tmp_path / "out", "files", files, 10_000, 1, ranks_path=ranks[0], ranks_sha256=ranks[1])
+    fineweb.tokenize(tmp_path / "out", "files", files, 500, 1, ranks_path=ranks[0], ranks_sha256=ranks[1],
+                     min_split_tokens=500)
     assert np.array_equal(_all_tokens(tmp_path / "out")[1], _reference(texts, ranks))
     with pytest.raises(FileNotFoundError, match="no such input file"):
         fineweb.tokenize(tmp_path / "o2", "files", [str(tmp_path / "missing.jsonl")], 10, 1)
@@ -155,8 +158,41 @@ def test_tokenize_with_real_gpt2_matches_tiktoken(tmp_path):
         pytest.skip("GPT-2 BPE ranks not available offline (run `python -m data.tokenizer` once)")
     texts = _texts(40, seed=5) + ["Hello world, the quick brown fox.", "<|endoftext|> is plain text here"]
     src = _parquet(tmp_path / "a.parquet", texts)
-    fineweb.main(["tokenize", "--out", str(tmp_path / "out"), "--files", src, "--workers", "1"])
+    fineweb.main(["tokenize", "--out", str(tmp_path / "out"), "--files", src, "--workers", "1",
+                  "--shard-tokens", "200", "--min-split-tokens", "200"])
     enc = encoding_from_ranks(path)
     ref = np.concatenate([[EOT] + enc.encode_ordinary(t) for t in texts])
     assert np.array_equal(_all_tokens(tmp_path / "out")[1], ref)
     assert ref.max() == EOT and (ref == EOT).sum() == len(texts)  # special text is not a special token
+
+
+def test_tokenize_never_writes_an_empty_split(tmp_path, ranks, capsys):
+    texts = _texts(30, seed=3)
+    src = _parquet(tmp_path / "a.parquet", texts)
+    total = len(_reference(texts, ranks))
+    kw = dict(ranks_path=ranks[0], ranks_sha256=ranks[1])
+    out = tmp_path / "out"
+    # the default --shard-tokens is larger than the text: everything would be validation
+    with pytest.raises(ValueError, match=rf"holds {total:,} tokens: shard 0 \(fineweb_val_000000\.bin, the "
+                                         rf"validation split\) would take {total:,}.* leave 0 for the train "
+                                         r"split.*Nothing was written.*python -m data\.text"):
+        fineweb.tokenize(out, "files", [src], 100_000_000, 1, **kw)
+    assert not out.exists()
+    # shard 0 fills, but fewer than --min-split-tokens follow it: still nothing written
+    with pytest.raises(ValueError, match=rf"would take {total - 100:,}.* leave 100 for the train split, but "
+                                         rf"each split needs at least 101.*from 101 to {total - 101:,}"):
+        fineweb.tokenize(out, "files", [src], total - 100, 1, min_split_tokens=101, **kw)
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"--shard-tokens 100 is below --min-split-tokens 2,049"):
+        fineweb.tokenize(out, "files", [src], 100, 1, **kw)
+    # exactly enough: both splits written, and the tokens are the same as with any other cut
+    paths = fineweb.tokenize(out, "files", [src], total - 100, 1, min_split_tokens=100, **kw)
+    assert [p.name for p in paths] == ["fineweb_val_000000.bin", "fineweb_train_000001.bin"]
+    assert [len(read_shard(p)) for p in paths] == [total - 100, 100]
+    assert np.array_equal(_all_tokens(out)[1], _reference(texts, ranks))
+    (tmp_path / "plain.txt").write_text(texts[0])
+    with pytest.raises(ValueError, match="leave 0 for the train split"):
+        fineweb.main(["tokenize", "--out", str(tmp_path / "o2"), "--files", str(tmp_path / "plain.txt"),
+                      "--workers", "1", "--bpe-ranks", ranks[0], "--bpe-sha256", ranks[1]])
+    assert "tip: for plain text files, `python -m data.text" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()

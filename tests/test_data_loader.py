@@ -176,6 +176,33 @@ def test_train_loader_errors(shards, tmp_path):
         TrainLoader(files, T, 12, 4, rank=1)
 
 
+def test_missing_train_shards_name_the_cause(tmp_path):
+    with pytest.raises(ValueError, match=r"no train shard files match .*: the folder .*absent does not exi"):
+        TrainLoader(str(tmp_path / "absent" / "x_train_*.bin"), T, 4, 4)
+    with pytest.raises(ValueError, match=r"no train shard files match .*: the folder .* is empty.*data\.tex"):
+        TrainLoader(str(tmp_path / "x_train_*.bin"), T, 4, 4)
+    # only a validation shard: the train split was empty; the fix is python -m data.text
+    write_shard(tmp_path / shard_name("text", "val", 0), np.arange(100))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError) as e:
+        TrainLoader(str(tmp_path / "text_train_*.bin"), T, 4, 4)
+    msg = str(e.value)
+    assert "no train shard files match" in msg and "text_val_000000.bin" in msg and "no train shard" in msg
+    assert "train split was empty" in msg and f"python -m data.text --out {tmp_path} --tokenizer" in msg
+    assert f"{tmp_path} holds: notes.txt, text_val_000000.bin" in msg
+    # a train pattern that matches validation shards only is refused, for the same reason
+    with pytest.raises(ValueError, match=r"matches only validation shards \(text_val_000000\.bin\).*refused"
+                                         r".*train split was empty"):
+        TrainLoader(str(tmp_path / "*.bin"), T, 4, 4)
+    # train shards of another prefix: point at them
+    write_shard(tmp_path / shard_name("mine", "train", 0), np.arange(100))
+    with pytest.raises(ValueError, match=r"Did you mean data\.train_files=.*mine_train_\*\.bin\?"):
+        TrainLoader(str(tmp_path / "text_train_*.bin"), T, 4, 4)
+    assert TrainLoader(str(tmp_path / "*.bin"), T, 4, 4).paths[0].name == "mine_train_000000.bin"  # as before
+    with pytest.raises(ValueError, match=r"no val shard files match .*Did you mean data\.val_files=.*text_v"):
+        ValLoader(str(tmp_path / "other_val_*.bin"), T, 16, 1)
+
+
 def test_bad_token_in_served_window_names_file(tmp_path):
     toks = np.arange(200)
     toks[77] = 60000

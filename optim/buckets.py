@@ -1,5 +1,5 @@
 """Buckets: which rank owns which part of which parameter, and how gradients and updated
-parameters are packed for the collectives (ALGORITHMS.md §5, carried into ``optim/README.md``).
+parameters are packed for the collectives (``optim/README.md`` §5).
 
 Two layouts, chosen by the geometry (:class:`optim.registry.Geometry.layout`):
 

@@ -1,4 +1,4 @@
-"""Newton–Schulz orthogonalization (ALGORITHMS.md §4), batched over leading dimensions."""
+"""Newton–Schulz orthogonalization (``optim/README.md`` §4), batched over leading dimensions."""
 
 from __future__ import annotations
 

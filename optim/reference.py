@@ -1,4 +1,4 @@
-"""Slow, literal float64 oracle of ALGORITHMS.md (the test oracle; never used for training).
+"""Slow, literal float64 oracle of ``optim/README.md`` (the test oracle; never used for training).
 
 Every line follows an equation of the spec, one parameter at a time, with no batching, sharding,
 in-place tricks or shared code with the fast path. ``refs[t][i] is None`` means "no reference

@@ -159,7 +159,7 @@ def test_hand_over_copies_never_aliases() -> None:
 
 def test_one_pass_sources_ignore_hand_over_and_missing_reference_warns() -> None:
     p = nn.Parameter(torch.randn(4, 3))
-    opt = MuonMVR([p], is_approx=True)  # seed 000: update_last_grad is a no-op in approximate mode
+    opt = MuonMVR([p], is_approx=True)  # the MuonMVR paper: update_last_grad is a no-op in approximate mode
     p.grad = torch.ones(4, 3)
     opt.update_last_grad()
     assert "h" not in opt.state[p]

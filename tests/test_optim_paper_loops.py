@@ -1,7 +1,7 @@
-"""Seed 000 compatibility: its training loops run as written against ``from optim import MuonMVR``.
+"""The MuonMVR paper compatibility: its training loops run as written against ``from optim import MuonMVR``.
 
-Also: the copy-free look-ahead loop equals seed 000's exact (copy-the-parameters) loop and hands
-over exactly h_t = ∇f(X_{t−1}; ξ_t); and seed 000's gradient-accumulation loop is shown to be wrong
+Also: the copy-free look-ahead loop equals the MuonMVR paper's exact (copy-the-parameters) loop and hands
+over exactly h_t = ∇f(X_{t−1}; ξ_t); and the MuonMVR paper's gradient-accumulation loop is shown to be wrong
 (it mixes two gradients into the reference and discards the current gradient), next to the correct
 pattern (each gradient accumulated over its own full window into a clean .grad).
 """
@@ -21,7 +21,8 @@ from optim import MuonMVR
 
 
 class TinyNet(nn.Module):
-    """Seed 000's standard loop calls ``logits, loss = model(X, Y)``; its exact loop calls ``net(x)``."""
+    """The MuonMVR paper's standard loop calls ``logits, loss = model(X, Y)``; its exact loop calls
+    ``net(x)``."""
 
     def __init__(self, with_loss: bool = True) -> None:
         super().__init__()
@@ -60,7 +61,7 @@ def test_seed000_standard_loop_as_written_trains(is_approx: bool) -> None:
     start = full_loss(model, X_all, Y_all)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no missing-reference / no-gradient warnings
-        # ---- seed 000, "Standard Training (No Gradient Accumulation)", verbatim ----
+        # ---- the MuonMVR paper, "Standard Training (No Gradient Accumulation)", verbatim ----
         optimizer = MuonMVR(model.parameters(), lr=args.lr, gamma=args.gamma, is_approx=is_approx)
         previous_X, previous_Y = None, None
         for epoch in range(epochs):  # noqa: B007
@@ -78,7 +79,7 @@ def test_seed000_standard_loop_as_written_trains(is_approx: bool) -> None:
                 optimizer.zero_grad(set_to_none=True)
                 # Store the current batch for the next iteration
                 previous_X, previous_Y = X.clone(), Y.clone()
-        # ---- end of seed 000's loop ----
+        # ---- end of the MuonMVR paper's loop ----
     assert full_loss(model, X_all, Y_all) < 0.6 * start
 
 
@@ -92,7 +93,7 @@ def test_seed000_exact_loop_as_written_trains() -> None:
     start = full_loss(net, X_all, Y_all)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        # ---- seed 000, "Exact Variance Reduction (is_approx=False)", verbatim ----
+        # ---- the MuonMVR paper, "Exact Variance Reduction (is_approx=False)", verbatim ----
         optimizer = MuonMVR(net.parameters(), lr=args.lr, gamma=args.gamma, is_approx=False)
         old_state_dict = {}
         for batch_idx, (inputs, targets) in enumerate(trainloader):  # noqa: B007
@@ -115,7 +116,7 @@ def test_seed000_exact_loop_as_written_trains() -> None:
             loss = criterion(outputs, targets)
             loss.backward()
             optimizer.step()
-        # ---- end of seed 000's loop ----
+        # ---- end of the MuonMVR paper's loop ----
     assert optimizer.reference_source == "prev_params" and optimizer.grad_evals_per_step == 2
     assert full_loss(net, X_all, Y_all) < 0.6 * start
 
@@ -194,7 +195,7 @@ def test_seed000_gradient_accumulation_loop_is_wrong_and_the_correct_pattern() -
 
     optimizer.update_last_grad, optimizer.step = spy_update, spy_step
     with pytest.warns(RuntimeWarning, match="no parameter has a .grad"):
-        # ---- seed 000, "Training with Gradient Accumulation", verbatim (one epoch) ----
+        # ---- the MuonMVR paper, "Training with Gradient Accumulation", verbatim (one epoch) ----
         previous_X, previous_Y = None, None
         for i, (X, Y) in enumerate(data_loader):
             logits, loss = model(X, Y)
@@ -213,7 +214,7 @@ def test_seed000_gradient_accumulation_loop_is_wrong_and_the_correct_pattern() -
                 previous_X, previous_Y = None, None
             else:
                 previous_X, previous_Y = X.clone(), Y.clone()
-        # ---- end of seed 000's loop ----
+        # ---- end of the MuonMVR paper's loop ----
     steps = [s for s in seen if "step_grads" in s]
     assert len(steps) == 2
     # Problem 1: the current gradient was discarded by zero_grad before step(): step() sees nothing.

@@ -75,7 +75,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, data_dir, optimizer, mon
 
 def test_resume_never_refuses_to_overwrite_a_checkpoint(tmp_path, data_dir):
     run(tmp_path / "r", data_dir, "muon_mvr1", steps=3)
-    with pytest.raises(RuntimeError, match="already holds a checkpoint.*resume=auto"):
+    with pytest.raises(ValueError, match="already holds a checkpoint.*resume=auto"):
         run(tmp_path / "r", data_dir, "muon_mvr1", steps=3, resume="never")
 
 

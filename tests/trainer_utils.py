@@ -40,6 +40,7 @@ def small_run_overrides(run_dir: Path, data_dir: Path, optimizer: str, steps: in
             "model.vocab_size": VOCAB, "data.val_tokens": 2048, "data.seq_len": 64,
             "batch.global_seqs": 8, "batch.micro_seqs": 4,
             "train.steps": steps, "train.val_every": 3, "train.ckpt_every": 3, "train.log_every": 1,
+            "device": "cpu",  # gloo tests on a GPU box must not pick CUDA (one GPU, two ranks)
         })
     o.update(extra)
     return [f"{k}={v}" for k, v in o.items()]

@@ -5,16 +5,22 @@ block and on queries and keys, ReLU² MLP, zero-initialised output projections, 
 vocabulary padded to 50304, sequence length 1024. Sources: modded-nanogpt record 2024-10-14
 "ModernArch" and LIONS-EPFL/scion `examples/modded-nanogpt` (which ties the head and scales ReLU² by
 sqrt(2)); see README "Assumptions". One file, no training logic.
+
+The training loss (``GPTConfig.loss_impl``) is by default ``chunked_linear_cross_entropy``, which never
+materialises the (B, T, V) float32 logits: 64 × 1024 × 50304 of them are 12.3 GiB, plus their gradient.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+LOSS_IMPLS = ("chunked", "plain", "liger")
 
 
 @dataclass
@@ -28,17 +34,36 @@ class GPTConfig:
     mlp_ratio: int = 4
     act_gain: float = math.sqrt(2.0)  # ReLU² of (act_gain · x); Scion's GPT uses sqrt(2)
     rope_base: float = 10000.0
+    loss_impl: str = "chunked"  # chunked (never materialises (B, T, V) logits) | plain | liger
+    loss_chunk: int = 8192  # tokens per chunk of the chunked loss
+
+    def __post_init__(self) -> None:
+        """Checks every field; the errors name the key as the trainer's config spells it, and the fix."""
+
+        def need(ok: bool, field: str, fix: str) -> None:
+            if not ok:
+                key = "data.seq_len" if field == "seq_len" else f"model.{field}"
+                raise ValueError(f"{key}={getattr(self, field)!r} is invalid: {fix}")
+
+        for field in ("vocab_size", "n_layer", "n_head", "head_dim", "seq_len", "mlp_ratio", "loss_chunk"):
+            value = getattr(self, field)
+            need(isinstance(value, numbers.Integral) and not isinstance(value, bool), field,
+                 "it must be an integer")
+        need(self.n_layer >= 1, "n_layer", "set model.n_layer to 1 or more")
+        need(self.n_head >= 1, "n_head", "set model.n_head to 1 or more")
+        need(self.head_dim >= 2 and self.head_dim % 2 == 0, "head_dim",
+             "rotary embeddings rotate pairs of channels; set model.head_dim to an even number >= 2")
+        need(self.vocab_size >= 2, "vocab_size", "set model.vocab_size to 2 or more (GPT-2: 50304)")
+        need(self.seq_len >= 1, "seq_len", "set data.seq_len to 1 or more")
+        need(self.mlp_ratio >= 1, "mlp_ratio", "set model.mlp_ratio to 1 or more")
+        need(self.loss_impl in LOSS_IMPLS, "loss_impl",
+             f"choose model.loss_impl from {', '.join(LOSS_IMPLS)} (default chunked)")
+        need(self.loss_chunk >= 1, "loss_chunk",
+             "set model.loss_chunk to the number of tokens per chunk, 1 or more (default 8192)")
 
     @property
     def d_model(self) -> int:
         return self.n_head * self.head_dim
-
-
-PRESETS: dict[str, GPTConfig] = {
-    "gpt124m": GPTConfig(),
-    "tiny": GPTConfig(n_layer=2, n_head=2, head_dim=32, seq_len=128),
-    "small": GPTConfig(n_layer=4, n_head=4, head_dim=64, seq_len=256),
-}
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +107,7 @@ class CausalSelfAttention(nn.Module):
         v = self.c_v(x).view(shape).transpose(1, 2)
         q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # flash kernels on GPU
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # copies only if not (B, T, H, D)
 
 
 class MLP(nn.Module):
@@ -109,6 +134,135 @@ class Block(nn.Module):
         return x + self.mlp(rms_norm(x))
 
 
+# ----------------------------------------------------------------------------- the loss
+IGNORE_INDEX = -100  # F.cross_entropy's default: such targets count neither in the sum nor in N
+
+
+def _upcast(z: torch.Tensor) -> torch.Tensor:
+    """The plain path's ``.float()`` on the logits; float64 stays float64 (the exactness tests run in it)."""
+    return z if z.dtype == torch.float64 else z.float()
+
+
+def _matmul_dtype(h: torch.Tensor, W: torch.Tensor) -> torch.dtype:
+    """The dtype ``F.linear(h, W)`` computes in here: autocast's where it is on, else the promoted dtype."""
+    dtype = torch.promote_types(h.dtype, W.dtype)
+    dev = h.device.type
+    if dtype != torch.float64 and torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)  # autocast leaves float64 alone, and so does this
+    return dtype
+
+
+def _chunked_ce(h, W, targets, chunk: int, ignore_index: int, dtype: torch.dtype, need_h: bool,
+                need_W: bool):
+    """(mean loss, dℓ/dh or None, dℓ/dW or None) of ``chunked_linear_cross_entropy``, ``chunk`` tokens at a
+    time; the gradients only where asked for. h: (N, d), W: (V, d), targets: (N,)."""
+    valid = targets != ignore_index
+    n_valid = valid.sum()  # a tensor: no host sync; 0 valid tokens give 0/0 = nan, as F.cross_entropy
+    safe = torch.where(valid, targets, 0).unsqueeze(1)  # an index in range for ignored rows (weight 0)
+    hc, Wc = h.to(dtype), W.to(dtype)  # what autocast would hand F.linear; no copy where dtypes agree
+    grad_h = torch.empty_like(h) if need_h else None  # every row is written below
+    grad_W = None  # accumulated in float32 (float64 stays), returned in W's dtype
+    loss = None
+    for s in range(0, h.size(0), chunk):
+        h_s, y_s = hc[s : s + chunk], safe[s : s + chunk]
+        z = _upcast(h_s @ Wc.t())  # (c, V) logits of this chunk, as the plain path's lm_head(..).float()
+        lse = torch.logsumexp(z, dim=1)
+        w = valid[s : s + chunk].to(z.dtype) / n_valid  # 1/N for counted tokens, 0 for ignored ones
+        part = ((lse - z.gather(1, y_s).squeeze(1)) * w).sum()
+        loss = part if loss is None else loss + part
+        if not (need_h or need_W):
+            continue
+        p = z.sub_(lse.unsqueeze(1)).exp_()  # softmax(z), in place: z is not needed any more
+        p.scatter_(1, y_s, p.gather(1, y_s) - 1)  # − onehot(y)
+        g = p.mul_(w.unsqueeze(1)).to(dtype)  # ∂ℓ/∂z, cast to the matmul dtype as autograd's would be
+        del z, p
+        if need_h:
+            grad_h[s : s + chunk] = g @ Wc
+        if need_W:
+            if grad_W is None:
+                grad_W = _upcast(g.t() @ h_s)
+            elif grad_W.dtype == dtype:
+                grad_W.addmm_(g.t(), h_s)
+            else:
+                grad_W += g.t() @ h_s  # a bf16 product, summed over chunks in float32
+    return loss, grad_h, None if grad_W is None else grad_W.to(W.dtype)
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Forward computes the loss and its gradients chunk by chunk; backward only scales them."""
+
+    @staticmethod
+    def forward(ctx, h, W, targets, chunk, ignore_index, dtype, need_h, need_W):
+        loss, grad_h, grad_W = _chunked_ce(h, W, targets, chunk, ignore_index, dtype, need_h, need_W)
+        ctx.save_for_backward(grad_h, grad_W)  # (N, d) and (V, d): never (N, V)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        grad_h, grad_W = ctx.saved_tensors
+        return (None if grad_h is None else grad_h * grad_loss,
+                None if grad_W is None else grad_W * grad_loss,
+                None, None, None, None, None, None)
+
+
+def chunked_linear_cross_entropy(h: torch.Tensor, W: torch.Tensor, targets: torch.Tensor,
+                                 chunk: int = 8192, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    r"""Mean cross-entropy of the logits z = h Wᵀ, never holding more than ``chunk`` tokens' logits.
+
+    h: (..., d) hidden states, W: (V, d) head weight, targets: (...) token ids; tokens whose target is
+    ``ignore_index`` count neither in the sum nor in N (as ``F.cross_entropy``). With N counted tokens
+
+        ℓ = (1/N) Σ_i [logsumexp_v(z_iv) − z_{i,y_i}],   z = h Wᵀ,
+        ∂ℓ/∂z = (softmax(z) − onehot(y)) / N,   ∂ℓ/∂h = (∂ℓ/∂z) W,   ∂ℓ/∂W = (∂ℓ/∂z)ᵀ h.
+
+    The forward runs over chunks of ``chunk`` tokens: each chunk's logits are computed in the matmul dtype
+    (autocast's, e.g. bf16, else that of h and W) and upcast to float32 exactly as the plain path's
+    ``lm_head(h).float()``; when autograd will need them, ∂ℓ/∂h for the chunk and its share of ∂ℓ/∂W are
+    formed right away. Extra memory is O(chunk × V) while running and O(N × d + V × d) kept for backward,
+    which only multiplies the stored gradients by the incoming scalar. Under ``torch.no_grad()`` (or when
+    neither h nor W requires grad) no gradient is computed or kept. A tied W (also the embedding) gets
+    this gradient added to the embedding's by autograd as usual. Not twice differentiable.
+    """
+    if W.dim() != 2 or W.size(1) != h.size(-1):
+        raise ValueError(f"W must be (V, d) with d = h.size(-1) = {h.size(-1)}; got {tuple(W.shape)}")
+    if targets.shape != h.shape[:-1]:
+        raise ValueError(f"targets {tuple(targets.shape)} must have h's leading shape {tuple(h.shape[:-1])}")
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk} must be 1 or more tokens")
+    h, targets = h.reshape(-1, h.size(-1)), targets.reshape(-1)
+    dtype = _matmul_dtype(h, W)
+    grad = torch.is_grad_enabled()
+    need_h, need_W = grad and h.requires_grad, grad and W.requires_grad
+    if not (need_h or need_W):
+        return _chunked_ce(h, W, targets, chunk, ignore_index, dtype, False, False)[0]
+    return _ChunkedLinearCrossEntropy.apply(h, W, targets, chunk, ignore_index, dtype, need_h, need_W)
+
+
+def _liger_loss_class():
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+    except ImportError as e:
+        raise RuntimeError("model.loss_impl=liger needs the optional package liger-kernel, which is not "
+                           "importable: pip install -e '.[liger]' (or pip install liger-kernel), or use "
+                           "model.loss_impl=chunked") from e
+    return LigerFusedLinearCrossEntropyLoss
+
+
+def liger_linear_cross_entropy(h: torch.Tensor, W: torch.Tensor, targets: torch.Tensor,
+                               ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """The same loss through Liger-Kernel's fused linear cross-entropy (optional extra, CUDA only)."""
+    if h.device.type != "cuda":
+        raise RuntimeError(f"model.loss_impl=liger runs Liger-Kernel's Triton kernels, which need CUDA "
+                           f"tensors (these are on {h.device.type}); use model.loss_impl=chunked here")
+    loss_cls = _liger_loss_class()
+    dtype = _matmul_dtype(h, W)
+    with torch.autocast("cuda", enabled=False):  # cast here, as autocast would for the plain F.linear
+        out = loss_cls(ignore_index=ignore_index)(  # its forward takes (weight, input, target)
+            W.to(dtype), h.reshape(-1, h.size(-1)).to(dtype), targets.reshape(-1))
+    return _upcast(out[0] if isinstance(out, tuple) else out)
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -126,15 +280,26 @@ class GPT(nn.Module):
             self.lm_head.weight.data.zero_()
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """idx, targets: (B, T) token ids. Returns (logits (B, T, V), mean token loss or None)."""
+        """idx, targets: (B, T) token ids (targets -100 are ignored). Returns (logits, loss).
+
+        logits (B, T, V) float32 (float64 in a float64 model) are returned only when targets is None
+        (loss None) or ``cfg.loss_impl == "plain"``; with targets and loss_impl "chunked" or "liger" the
+        result is (None, mean token loss) and no (B, T, V) tensor exists at any point.
+        """
         x = self.transformer.wte(idx)  # (B, T, C)
         for block in self.transformer.h:
             x = block(x)
-        logits = self.lm_head(rms_norm(x)).float()
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-        return logits, loss
+        x = rms_norm(x)
+        impl = self.cfg.loss_impl
+        if targets is None or impl == "plain":
+            logits = _upcast(self.lm_head(x))
+            loss = None
+            if targets is not None:
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+            return logits, loss
+        if impl == "chunked":
+            return None, chunked_linear_cross_entropy(x, self.lm_head.weight, targets, self.cfg.loss_chunk)
+        return None, liger_linear_cross_entropy(x, self.lm_head.weight, targets)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # parameters() yields a tied tensor once
@@ -143,16 +308,3 @@ class GPT(nn.Module):
         """Training FLOPs per token: 6N for the matmuls plus the attention scores (PaLM appendix B)."""
         c = self.cfg
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * c.seq_len
-
-
-def build_model(preset: str = "gpt124m", **overrides) -> GPT:
-    if preset not in PRESETS:
-        raise ValueError(f"model preset {preset!r} is unknown; choose one of {sorted(PRESETS)}")
-    cfg = GPTConfig(**{**PRESETS[preset].__dict__, **overrides})
-    return GPT(cfg)
-
-
-if __name__ == "__main__":
-    for name in PRESETS:
-        m = build_model(name)
-        print(f"{name:8s} {m.num_params() / 1e6:8.2f}M parameters  ({m.cfg})")

@@ -51,6 +51,14 @@ class Comm:
             work.wait()
             out.mul_(1.0 / self.world)
 
+    def all_reduce_sum(self, x: Tensor) -> Tensor:
+        """Blocking sum over ranks of a small tensor (e.g. a squared norm); identity at world size 1."""
+        if self.world == 1:
+            return x
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM, group=self.group)
+        return x
+
     def all_gather(self, inp: Tensor) -> tuple[Tensor, Any]:
         """Launch: returns a (W, ...) tensor whose row r is rank r's ``inp`` once ``work.wait()`` ran."""
         if self.world == 1:

@@ -64,6 +64,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
             k: v for k, v in (("lr", adamw_lr), ("weight_decay", adamw_weight_decay)) if v is not None
         }
         self._comm = Comm(process_group)
+        self._grad_clip: float | None = None
         self._plan: list[Bucket] | None = None
         self._warned: set[str] = set()
         params = list(params)
@@ -195,6 +196,19 @@ class ShardedOptimizer(torch.optim.Optimizer):
         return 2 if self.reference_source in TWO_PASS_SOURCES else 1
 
     @property
+    def grad_clip(self) -> float | None:
+        """Clip the global norm of every averaged gradient pass (main and reference) to this value,
+        as ``torch.nn.utils.clip_grad_norm_`` would on the global gradient (the MuonMVR paper's loop
+        uses 1.0); None: no clipping. See :meth:`_clip_`."""
+        return self._grad_clip
+
+    @grad_clip.setter
+    def grad_clip(self, value: float | None) -> None:
+        if value is not None:
+            check_float("grad_clip", value, lo=0.0, lo_open=True)
+        self._grad_clip = value
+
+    @property
     def world_size(self) -> int:
         return self._comm.world
 
@@ -252,6 +266,8 @@ class ShardedOptimizer(torch.optim.Optimizer):
             b for b in self._get_plan() if self._group_reference(self.param_groups[b.group_index]) != "none"
         ]
         launched = [(b, *self._comm.reduce_scatter_mean(b.pack_grads())) for b in plan]
+        if self._grad_clip is not None:
+            self._clip_(launched)
         for bucket, out, work in launched:
             self._comm.wait_mean(out, work)
             for p, _, g in bucket.owned(out):
@@ -287,6 +303,30 @@ class ShardedOptimizer(torch.optim.Optimizer):
         elif "h_next" in state:
             state["h"] = state.pop("h_next")
         state["step"] = state.get("step", 0) + 1
+
+    # ---------------------------------------------------------------- gradient clipping
+    def _clip_(self, launched: list[tuple[Bucket, Tensor, Any]]) -> None:
+        """Global-norm clipping of one averaged gradient pass, on the owned parts only:
+
+        ``n = sqrt(Σ_p ‖ḡ_p‖_F²)`` over every parameter of the pass (ḡ: the mean over ranks), then
+        ``ḡ_p ← ḡ_p · c/(n + 1e-6)`` when ``c/(n + 1e-6) < 1`` (c = ``grad_clip``), the rule of
+        ``torch.nn.utils.clip_grad_norm_``. Ownership is disjoint, so the squared norms of the owned
+        parts summed over ranks (one scalar all-reduce) are exactly ``n²``."""
+        comm = self._comm
+        total = None
+        for bucket, out, work in launched:
+            comm.wait_mean(out, work)
+            for _, _, g in bucket.owned(out):
+                sq = g.detach().square().sum()
+                total = sq if total is None else total + sq
+        if total is None:
+            total = torch.zeros((), device=launched[0][1].device if launched else "cpu")
+        total = comm.all_reduce_sum(total)
+        coef = self._grad_clip / (total.sqrt().item() + 1e-6)
+        for i, (bucket, out, _work) in enumerate(launched):
+            if coef < 1.0:
+                out.mul_(coef)
+            launched[i] = (bucket, out, None)  # already waited
 
     # ---------------------------------------------------------------- the step
     def _update_bucket(self, bucket: Bucket, out: Tensor) -> None:
@@ -328,6 +368,8 @@ class ShardedOptimizer(torch.optim.Optimizer):
         comm = self._comm
         comm.begin_step()
         launched = [(b, *comm.reduce_scatter_mean(b.pack_grads())) for b in plan]
+        if self._grad_clip is not None:
+            self._clip_(launched)
         gathers = []
         for bucket, out, work in launched:
             comm.wait_mean(out, work)

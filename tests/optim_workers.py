@@ -342,3 +342,34 @@ def uninterrupted(kind: str, name: str, mode: str, steps: int) -> list[torch.Ten
     params = leaf_params(case["X0"], torch.float32)
     opt = build(kind, params, config, mode, ns_dtype=torch.float32)
     return drive(opt, params, case, mode, none_at=_no_none)[-1]
+
+
+# ------------------------------------------------------------------------------------------------
+# global gradient-norm clipping (train.grad_clip)
+# ------------------------------------------------------------------------------------------------
+def clip_run(rank: int, world: int, store: str | None, out: str | None, steps: int = 3,
+             dtype: torch.dtype = torch.float32, clip: float = 0.5) -> list[torch.Tensor]:
+    """MVR2 (look-ahead hand-over) with grad_clip on both passes; per-rank noise averages to the
+    single-process gradient. Saves the final parameters to ``out`` when given."""
+    import torch.distributed as dist
+
+    if world > 1:
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        case = make_case(steps, seed=5)
+        params = leaf_params(case["X0"], dtype)
+        opt = build("muon_mvr", params, MUON_CONFIGS["mars_clip_moonlight"], "lookahead_prev_params",
+                    ns_dtype=dtype)
+        opt.grad_clip = clip
+
+        def local(x: torch.Tensor, t: int, i: int, k: str) -> torch.Tensor:
+            return x if world == 1 else x + rank_noise(tuple(x.shape), t, i, k, rank, world).to(x.dtype)
+
+        final = drive(opt, params, case, "lookahead_prev_params", local=local, none_at=_no_none)[-1]
+        if out is not None:
+            torch.save(final, out.format(rank=rank))
+        return final
+    finally:
+        if world > 1:
+            dist.destroy_process_group()

@@ -270,3 +270,36 @@ def test_cuda_bf16_newton_schulz_close_to_float64_oracle(kind: str, name: str, m
     )
     for a, b in zip(got[-1], want[-1]):
         assert (a.double().cpu() - b).abs().max() <= 0.05 * b.abs().max()
+
+
+def test_grad_clip_equals_clip_grad_norm_then_step() -> None:
+    """grad_clip scales the averaged gradient of each pass exactly as clip_grad_norm_ on the whole
+    gradient would (float64), then takes the unclipped optimizer's step."""
+    torch.manual_seed(0)
+    shapes = [(6, 4), (4, 6), (5,), (7, 4)]
+    X0 = [torch.randn(s, dtype=torch.float64) for s in shapes]
+    grads = [[3.0 * torch.randn(s, dtype=torch.float64) for s in shapes] for _ in range(3)]
+    a = [nn.Parameter(x.clone()) for x in X0]
+    b = [nn.Parameter(x.clone()) for x in X0]
+    opt_a = MuonMVR(a, lr=0.05, ns_dtype=torch.float64, weight_decay=0.01)
+    opt_a.grad_clip = 1.0
+    opt_b = MuonMVR(b, lr=0.05, ns_dtype=torch.float64, weight_decay=0.01)
+    for gs in grads:
+        for p, q, g in zip(a, b, gs):
+            p.grad, q.grad = g.clone(), g.clone()
+        torch.nn.utils.clip_grad_norm_(b, 1.0)
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="Invalid grad_clip"):
+        opt_a.grad_clip = 0.0
+
+
+def test_grad_clip_clips_the_reference_pass_too() -> None:
+    p = nn.Parameter(torch.zeros(3, 3, dtype=torch.float64))
+    opt = MuonMVR([p], is_approx=False, ns_dtype=torch.float64)
+    opt.grad_clip = 1.0
+    p.grad = torch.full((3, 3), 10.0, dtype=torch.float64)
+    opt.update_last_grad()
+    assert opt.state[p]["h"].norm().item() == pytest.approx(1.0, rel=1e-5)

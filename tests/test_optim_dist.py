@@ -114,3 +114,14 @@ def test_teardown_after_step_never_aborts() -> None:
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     failed = [out[-2000:] for p, out in zip(procs, outputs) if p.returncode != 0]
     assert not failed, f"{len(failed)} of {runs} runs failed; last output:\n{failed[-1]}"
+
+
+@pytest.mark.dist
+def test_grad_clip_two_ranks_equals_one_process(tmp_path) -> None:
+    out = str(tmp_path / "clip_{rank}.pt")
+    mp.spawn(W.clip_run, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    single = W.clip_run(0, 1, None, None)
+    for r in range(2):
+        got = torch.load(out.format(rank=r), weights_only=False)
+        for i, (a, b) in enumerate(zip(got, single)):
+            assert max_rel(a, b) <= 1e-5, (r, i, max_rel(a, b))

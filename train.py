@@ -379,15 +379,20 @@ def flat_config(cfg) -> dict[str, Any]:
 
 
 def config_changes(saved: dict[str, Any], cfg) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, new value) for every key that matters to what is trained (not RESUME_FREE)."""
+    """(key, saved value, new value) for every key that matters to what is trained (not RESUME_FREE).
+    A key the saved config lacks (it predates the key) counts as unchanged while the new value is the
+    schema's default."""
     old, new = flat_config(saved), flat_config(cfg)
+    defaults = flat_config(OmegaConf.structured(Config))
     free = lambda k: any(k == f or k.startswith(f + ".") for f in RESUME_FREE)  # noqa: E731
     missing = "<absent>"
-    return [
-        (k, old.get(k, missing), new.get(k, missing))
-        for k in sorted(set(old) | set(new))
-        if not free(k) and old.get(k, missing) != new.get(k, missing)
-    ]
+    out = []
+    for k in sorted(set(old) | set(new)):
+        o, n = old.get(k, missing), new.get(k, missing)
+        if free(k) or o == n or (o == missing and n == defaults.get(k, missing)):
+            continue
+        out.append((k, o, n))
+    return out
 
 
 def check_resume_config(saved: dict[str, Any] | None, cfg, ckpt_path: Path, ckpt_step: int) -> list[str]:

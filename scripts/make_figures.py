@@ -226,9 +226,10 @@ def aggregate(optimizer: str, runs: list[Run]) -> Curve:
 # looks the same in every figure. Five dash patterns: any five consecutive optimizers (a family and its
 # variants) differ in dash, marker and colour, so they stay apart in greyscale.
 PALETTE = ["#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#882255",
-           "#7F7F7F", "#117733"]
-LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1.2)), (0, (6, 1.5, 1.2, 1.5)), (0, (10, 2.5))]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*"]
+           "#7F7F7F", "#117733", "#332288", "#999933"]
+LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1.2)), (0, (6, 1.5, 1.2, 1.5)), (0, (10, 2.5)),
+              (0, (3, 1, 1, 1, 1, 1)), (0, (2, 3))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*", ">", "d"]
 # Sized for a figure about 5 in wide: at a single column (3.3 in) the text is still >= 6 pt.
 RC = {"font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9,
       "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "lines.linewidth": 1.6,

@@ -115,16 +115,13 @@ def strip_keys(cfg: dict, keys) -> dict:
     return out
 
 
-def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Keys whose values differ, as 'key: a -> b'."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
-    return out
+def config_diff(a: dict, b: dict) -> list[str]:
+    """Keys whose values differ, as 'key: a -> b': the trainer's own comparison (train.config_changes),
+    so the sweep refuses exactly what a resume would refuse (keys newer than a run's config count as
+    unchanged at their defaults)."""
+    import train
+
+    return [f"{k}: {va!r} -> {vb!r}" for k, va, vb in train.config_changes(a, b)]
 
 
 class Composer:
@@ -143,7 +140,7 @@ class Composer:
         from omegaconf import OmegaConf
 
         cfg = compose(config_name="config", overrides=list(overrides))
-        return OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
     def close(self) -> None:
         self._ctx.__exit__(None, None, None)

@@ -28,26 +28,36 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from optim import GluonMVR, MuonMVR, newton_schulz  # noqa: E402
+import rundir  # noqa: E402
+from optim import newton_schulz  # noqa: E402
 
 PRESETS = {  # d_model, layers, mlp ratio
     "gpt124m": (768, 12, 4),
     "gpt124m-l2": (768, 2, 4),
     "tiny": (64, 2, 4),
 }
-# name -> (class, kwargs, hand-over: None | "last" | "lookahead")
-VARIANTS: dict[str, tuple[type, dict[str, Any], str | None]] = {
-    "muon": (MuonMVR, dict(reference="none", gamma=0.0, clip=False, nesterov=True, scale="muon"), None),
-    "muon_mvr1": (MuonMVR, dict(is_approx=True), None),
-    "muon_mvr2": (MuonMVR, dict(is_approx=False), "lookahead"),
-    "muon_mvr3": (MuonMVR, dict(reference="prev_batch"), "last"),
-    "gluon": (GluonMVR, dict(variant="gluon"), None),
-    "gluon_mvr1": (GluonMVR, dict(variant="mvr1"), "lookahead"),
-    "gluon_mvr1_prev_step": (GluonMVR, dict(variant="mvr1", reference="prev_step"), None),
-    "gluon_mvr2": (GluonMVR, dict(variant="mvr2"), "lookahead"),
-    "gluon_mvr3": (GluonMVR, dict(variant="mvr3", alpha=0.8), "lookahead"),
+# The variants are the trained optimizers: configs/optimizer/<name>.yaml built by train.build_optimizer,
+# plus one-pass variants the papers did not run (config name, overrides).
+EXTRA_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gluon_mvr1_prev_step": ("gluon_mvr1", {"reference": "prev_step"}),
 }
+VARIANTS = [n for n in rundir.optimizer_names() if n != "adamw"] + list(EXTRA_VARIANTS)
 TORCH_MUON = "torch.optim.Muon"
+
+
+def build_variant(name: str, params: list[torch.nn.Parameter], ns_dtype: str) -> Any:
+    """The optimizer `train.py` trains with for configs/optimizer/<name>.yaml (on matrices only)."""
+    from omegaconf import OmegaConf
+
+    import train
+
+    config, overrides = (name, {}) if name not in EXTRA_VARIANTS else EXTRA_VARIANTS[name]
+    oc = OmegaConf.merge(OmegaConf.structured(train.OptimCfg), rundir.optimizer_config(config), overrides)
+    if ns_dtype != "default":
+        oc.ns_dtype = ns_dtype
+    holder = torch.nn.Module()
+    holder.matrices = torch.nn.ParameterList(params)
+    return train.build_optimizer(oc, holder)
 
 
 def matrix_shapes(preset: str) -> list[tuple[int, int]]:
@@ -74,7 +84,6 @@ def bench_rank(rank: int, world: int, cfg: dict[str, Any], store: str, out_dir: 
 
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
-    ns_dtype = {"default": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg["ns_dtype"]]
     gen = torch.Generator().manual_seed(0)
     shapes = matrix_shapes(cfg["preset"])
     init = [(torch.randn(s, generator=gen) * 0.02).to(device) for s in shapes]
@@ -89,8 +98,8 @@ def bench_rank(rank: int, world: int, cfg: dict[str, Any], store: str, out_dir: 
             opt: Any = torch.optim.Muon(params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0)
             hand_over = None
         else:
-            cls, kwargs, hand_over = VARIANTS[name]
-            opt = cls(params, ns_dtype=ns_dtype, **kwargs)
+            opt = build_variant(name, params, cfg["ns_dtype"])
+            hand_over = {"prev_params": "lookahead", "prev_batch": "last"}.get(opt.reference_source)
         runs[name] = dict(opt=opt, params=params, hand_over=hand_over, times=[], peak_state=0)
     # interleaved rounds: load fluctuations on a shared machine hit every variant alike
     for _ in range(cfg["warmup"] + cfg["steps"]):

@@ -15,4 +15,4 @@ for opt in muon muon_mvr1; do
     fi
 done
 $PY scripts/plot_runs.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 --out runs/quickstart/loss.png
-echo "[quickstart] done in $(( $(date +%s) - start )) s: runs/quickstart/{muon_s0,muon_mvr1_s0}/metrics.jsonl, runs/quickstart/loss.png"
+echo "[quickstart] done in $(( $(date +%s) - start )) s: runs/quickstart/{muon_s0,muon_mvr1_s0}/metrics.jsonl, runs/quickstart/loss.{png,pdf}"

@@ -50,6 +50,7 @@ import rundir
 from data.loader import TrainLoader, ValLoader
 from data.shards import ShardError
 from model import GPT, GPTConfig
+from optim import REFERENCE_SOURCES, VARIANTS
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume
@@ -63,18 +64,9 @@ class Family(Enum):
     sharded = "sharded"  # any registered estimator: optimizer.estimator + optimizer.hparams
 
 
-class Reference(Enum):
-    none = "none"
-    prev_step = "prev_step"
-    prev_params = "prev_params"
-    prev_batch = "prev_batch"
-
-
-class Variant(Enum):
-    gluon = "gluon"
-    mvr1 = "mvr1"
-    mvr2 = "mvr2"
-    mvr3 = "mvr3"
+# choices that optim/ defines are taken from it, not repeated here
+Reference = Enum("Reference", {name: name for name in REFERENCE_SOURCES}, type=str)
+Variant = Enum("Variant", {name: name for name in VARIANTS}, type=str)
 
 
 class Scale(Enum):
@@ -1399,7 +1391,7 @@ def _summarize(
     return summary
 
 
-@hydra.main(version_base=None, config_path="configs", config_name="config")
+@hydra.main(version_base=None, config_path=str(REPO / "configs"), config_name="config")
 def main(cfg) -> float | None:
     """Hydra entry. Returns the final validation loss, so Hydra sweeper plugins (e.g. Optuna) can tune."""
     try:

@@ -1,0 +1,152 @@
+"""Trainer pieces that need no full run: the micro-batch probe (with injected out-of-memory errors), the
+GPU-count check, the MFU table, step timing, wandb across resume (a fake wandb module), the Hydra entry's
+return value."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from trainer_utils import compose_cfg, small_run_overrides, write_test_shards
+
+import train
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_test_shards(tmp_path_factory.mktemp("shards"))
+
+
+# ----------------------------------------------------------------------------- micro-batch probe
+def _fits_up_to(limit: int, tried: list[int], error=torch.cuda.OutOfMemoryError):
+    def try_size(m: int) -> None:
+        tried.append(m)
+        if m > limit:
+            raise error(f"CUDA out of memory. Tried to allocate {m} GiB")
+
+    return try_size
+
+
+@pytest.mark.parametrize("limit,expect,tries", [(64, 64, [64]), (40, 32, [64, 32]), (9, 8, [64, 32, 16, 8]),
+                                                (1, 1, [64, 32, 16, 8, 4, 2, 1])])
+def test_probe_halves_on_out_of_memory(limit, expect, tries):
+    tried, log = [], []
+    assert train.probe_micro_seqs(512, 64, _fits_up_to(limit, tried), world=1, log=log.append) == expect
+    assert tried == tries
+    assert len(log) == len(tries) - 1 and all("ran out of memory" in m for m in log)
+
+
+def test_probe_uses_divisors_of_the_per_rank_batch_and_plain_runtime_oom():
+    tried = []
+    # 48 per rank: halving through the divisors 48 -> 24 -> 12; "out of memory" in a RuntimeError counts too
+    got = train.probe_micro_seqs(48, 48, _fits_up_to(20, tried, RuntimeError), world=1, log=lambda m: None)
+    assert got == 12 and tried == [48, 24, 12]
+
+
+def test_probe_reraises_other_errors_and_gives_up_below_one():
+    def boom(m):
+        raise ValueError("shape mismatch")
+
+    with pytest.raises(ValueError, match="shape mismatch"):
+        train.probe_micro_seqs(64, 64, boom, world=1)
+    with pytest.raises(RuntimeError, match="even 1 sequence"):
+        train.probe_micro_seqs(8, 8, _fits_up_to(0, []), world=1, log=lambda m: None)
+
+
+# ----------------------------------------------------------------------------- device checks, MFU, timing
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match=r"2 processes per node .* only 1 GPU.*--nproc_per_node=1"):
+        train.setup_distributed(train.Device.auto)
+
+
+def test_peak_flops_table_and_override(monkeypatch):
+    cuda = torch.device("cuda", 0)
+    table = [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H200", 989.0),
+             ("NVIDIA A100-SXM4-40GB", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA GeForce RTX 4090", 165.2)]
+    for name, tflops in table:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda d, n=name: n)
+        assert train.peak_flops(cuda, None) == tflops * 1e12, name
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: "Mystery GPU 9000")
+    assert train.peak_flops(cuda, None) is None  # unknown: MFU omitted
+    assert train.peak_flops(cuda, 100.0) == 100e12
+    assert train.peak_flops(torch.device("cpu"), None) is None
+
+
+def test_throughput_skips_warmup_and_two_pass_mfu():
+    thr = train.Throughput(warmup=2, flops_per_token=1e9, peak=1e15, world=2)
+    assert [thr.add(ms) for ms in (900.0, 500.0, 100.0, 120.0, 110.0)] == [False, False, True, True, True]
+    assert thr.median_ms == 110.0
+    assert thr.mfu(processed_tokens_per_s=1e6) == pytest.approx(1e9 * 1e6 / (2 * 1e15))
+    assert train.fmt_eta(3725) == "1:02:05"
+
+
+# ----------------------------------------------------------------------------- wandb
+class FakeWandb(types.ModuleType):
+    """Records init calls; `fail_online` makes an online init raise like an unreachable server."""
+
+    def __init__(self, fail_online: bool = False):
+        super().__init__("wandb")
+        self.calls, self.fail_online, self.logged = [], fail_online, []
+        self.util = types.SimpleNamespace(generate_id=lambda: "abc123")
+        self.Settings = lambda **kw: kw
+
+    def init(self, **kw):
+        self.calls.append(kw)
+        if self.fail_online and kw["mode"] == "online":
+            raise TimeoutError("no answer from api.wandb.ai")
+        run = types.SimpleNamespace(log=lambda rec, step: self.logged.append(step), finish=lambda: None)
+        return run
+
+
+def _wandb_run(tmp_path, data_dir, fake, monkeypatch, steps, **extra):
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = compose_cfg(small_run_overrides(tmp_path / "w", data_dir, "muon_mvr1", steps=steps, **extra))
+    return train.train(cfg)
+
+
+def test_wandb_run_id_survives_resume_and_runs_are_grouped_and_tagged(tmp_path, data_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    fake = FakeWandb()
+    _wandb_run(tmp_path, data_dir, fake, monkeypatch, 3, **{"wandb.mode": "offline", "figure.name": "fig9"})
+    _wandb_run(tmp_path, data_dir, fake, monkeypatch, 6, **{"wandb.mode": "offline", "figure.name": "fig9",
+                                                             "resume_allow": "[train.steps]"})
+    first, second = fake.calls
+    assert first["id"] == second["id"] == "abc123" and second["resume"] == "allow"
+    assert (tmp_path / "w" / "wandb_id").read_text().strip() == "abc123"
+    assert first["group"] == "fig9" and first["tags"] == ["muon_mvr1", "b8", "seed0"]
+    assert fake.logged == [1, 2, 3, 4, 5, 6]
+
+
+def test_wandb_mode_from_environment_wins(tmp_path, data_dir, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    _wandb_run(tmp_path, data_dir, fake, monkeypatch, 2, **{"wandb.mode": "online"})
+    assert fake.calls == []
+
+
+def test_unreachable_wandb_goes_offline_with_a_warning(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    fake = FakeWandb(fail_online=True)
+    extra = {"wandb.mode": "online", "wandb.init_timeout_s": 5}
+    _wandb_run(tmp_path, data_dir, fake, monkeypatch, 2, **extra)
+    assert [c["mode"] for c in fake.calls] == ["online", "offline"]
+    assert fake.calls[0]["settings"] == {"init_timeout": 5.0}
+    assert "logging offline" in (Path(tmp_path) / "w" / "train.log").read_text()
+
+
+# ----------------------------------------------------------------------------- the Hydra entry
+def test_hydra_entry_returns_the_final_validation_loss(tmp_path, data_dir):
+    """Sweeper plugins (e.g. Optuna) minimise the value the task function returns (Hydra passes it on in
+    multirun as JobReturn.return_value); the task function is main without its decorator."""
+    cfg = compose_cfg(small_run_overrides(tmp_path / "h", data_dir, "gluon", steps=2))
+    value = train.main.__wrapped__(cfg)
+    assert isinstance(value, float)
+    assert value == json.loads((tmp_path / "h" / "summary.json").read_text())["final_val_loss"]

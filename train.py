@@ -971,15 +971,17 @@ class RunLog:
                 self.wandb.finish()
 
 
-def write_synthetic_data_if_needed(cfg, rank: int, world: int) -> None:
-    if cfg.data.name != "synthetic":
+def write_synthetic_data_if_needed(cfg) -> None:
+    """data=synthetic: write the Markov-chain shards on first use (rank 0; the caller synchronizes). Only
+    for synthetic_* file names, so a mistyped path of other data never fills with synthetic shards."""
+    pattern = Path(cfg.data.train_files)
+    if cfg.data.name != "synthetic" or not pattern.name.startswith("synthetic_"):
         return
     from data.synthetic import write_synthetic_shards
 
-    out = Path(cfg.data.train_files).parent
-    if rank == 0 and not any(out.glob(Path(cfg.data.train_files).name)):
-        write_synthetic_shards(out, train_tokens=2_000_000, val_tokens=max(cfg.data.val_tokens + 1, 131072))
-    barrier(world)
+    if not any(pattern.parent.glob(pattern.name)):
+        write_synthetic_shards(pattern.parent, train_tokens=2_000_000,
+                               val_tokens=max(cfg.data.val_tokens + 1, 131072))
 
 
 def vocab_hint(e: ShardError, vocab_size: int) -> Exception:
@@ -1053,7 +1055,12 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
             )
         ).to(device)
         optimizer = build_optimizer(cfg.optimizer, model, tc.grad_clip)
-        write_synthetic_data_if_needed(cfg, rank, world)
+        if rank == 0:
+            write_synthetic_data_if_needed(cfg)
+    except Exception as e:  # noqa: BLE001 - re-raised on every rank by agree()
+        error = e
+    agree(world, error)  # also the barrier after rank 0 wrote synthetic shards
+    try:
         if (
             cfg.batch.micro_seqs is not None
             or str(tc.max_micro_seqs).lower() != "auto"
@@ -1064,9 +1071,7 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
             probe = None
         else:
             micro, probe = micro_batch_size(cfg.batch.global_seqs, None, world, 64), "auto"
-        vocab = min(
-            mc.vocab_size, 1 << 16
-        )  # token ids must fit the model's embedding; checked on every shard
+        vocab = min(mc.vocab_size, 1 << 16)  # ids must fit the embedding; the loaders check every shard
         loader = TrainLoader(
             cfg.data.train_files,
             cfg.data.seq_len,

@@ -544,6 +544,11 @@ def micro_batch_size(global_seqs: int, micro_seqs: int | None, world: int, cap: 
     return micro_seqs
 
 
+def micro_cap(tc) -> int:
+    """train.max_micro_seqs as a number: an int as given, 'auto' -> 16 (on CUDA the probe decides instead)."""
+    return 16 if str(tc.max_micro_seqs).strip().lower() == "auto" else int(tc.max_micro_seqs)
+
+
 def is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
 
@@ -1066,8 +1071,7 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
             or str(tc.max_micro_seqs).lower() != "auto"
             or device.type != "cuda"
         ):
-            cap = 16 if str(tc.max_micro_seqs).lower() == "auto" else int(tc.max_micro_seqs)
-            micro = micro_batch_size(cfg.batch.global_seqs, cfg.batch.micro_seqs, world, cap)
+            micro = micro_batch_size(cfg.batch.global_seqs, cfg.batch.micro_seqs, world, micro_cap(tc))
             probe = None
         else:
             micro, probe = micro_batch_size(cfg.batch.global_seqs, None, world, 64), "auto"

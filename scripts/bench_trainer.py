@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     mc = cfg.model
     model = GPT(GPTConfig(n_layer=mc.n_layer, n_head=mc.n_head, head_dim=mc.head_dim, seq_len=args.seq_len))
     opt = train.build_optimizer(cfg.optimizer, model)
-    micro = train.micro_batch_size(args.global_seqs, None, 1, cfg.train.max_micro_seqs)
+    micro = train.micro_batch_size(args.global_seqs, None, 1, train.micro_cap(cfg.train))
     loader = TrainLoader(cfg.data.train_files, args.seq_len, args.global_seqs, micro)
     batches = [loader.batch(s) for s in range(args.steps + 1)]
     null = contextlib.nullcontext()

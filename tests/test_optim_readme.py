@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "optim" / "README.md"
 
@@ -33,3 +35,24 @@ def test_no_reference_outside_the_repository() -> None:
         text = path.read_text()
         for bad in ("ALGORITHMS.md", "DESIGN.md", "../shared", "seed 000", "seed 001"):
             assert bad not in text, f"{path.relative_to(REPO)} mentions {bad!r}"
+
+
+def test_registered_estimator_trains_through_a_config(tmp_path, monkeypatch) -> None:
+    """The README's yaml route: the example as the user's module, named in optimizer.plugins, trained by
+    family=sharded with no trainer edit."""
+    from trainer_utils import compose_cfg, small_run_overrides, write_test_shards
+
+    import train
+
+    (tmp_path / "my_estimators.py").write_text(_example())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = write_test_shards(tmp_path / "data")
+    extra = {"optimizer.family": "sharded", "optimizer.plugins": "[my_estimators]",
+             "optimizer.estimator": "lion", "++optimizer.hparams.beta2": 0.95,
+             "++optimizer.hparams.scale": "muon", "optimizer.lr": 0.02}
+    summary = train.train(compose_cfg(small_run_overrides(tmp_path / "run", data, "muon", steps=2, **extra)))
+    assert summary["completed"] and summary["final_val_loss"] is not None
+    missing = compose_cfg(small_run_overrides(tmp_path / "bad", data, "muon", steps=1,
+                                              **{**extra, "optimizer.plugins": "[no_such_module]"}))
+    with pytest.raises(ValueError, match="optimizer.plugins='no_such_module'.*importing it failed"):
+        train.train(missing)

@@ -150,3 +150,22 @@ def test_hydra_entry_returns_the_final_validation_loss(tmp_path, data_dir):
     value = train.main.__wrapped__(cfg)
     assert isinstance(value, float)
     assert value == json.loads((tmp_path / "h" / "summary.json").read_text())["final_val_loss"]
+
+
+# ----------------------------------------------------------------------------- family: sharded
+def test_any_registered_estimator_trains_through_family_sharded(tmp_path, data_dir):
+    """A new estimator needs no trainer edit: family=sharded names it, its hyperparameters go in
+    optimizer.hparams (a yaml's `hparams: {beta: 0.8}`, or `++optimizer.hparams.beta=0.8` on the command
+    line; here the built-in STORM estimator with the two-pass reference)."""
+    extra = {"optimizer.family": "sharded", "optimizer.estimator": "storm",
+             "optimizer.reference": "prev_params", "optimizer.routing": "gluon",
+             "++optimizer.hparams.beta": 0.8, "++optimizer.hparams.scale": "unscion",
+             "++optimizer.hparams.embed_scale": 500.0, "optimizer.lr": 1e-3}
+    cfg = compose_cfg(small_run_overrides(tmp_path / "s", data_dir, "gluon", steps=3, **extra))
+    summary = train.train(cfg)
+    assert summary["grad_evals"] == 5  # two passes a step, none extra at the last step
+    bad = compose_cfg(small_run_overrides(tmp_path / "b", data_dir, "gluon", steps=1,
+                                          **{"optimizer.family": "sharded", "optimizer.estimator": "nope"}))
+    with pytest.raises(ValueError, match="optimizer.estimator='nope'.*registered estimator"):
+        train.train(bad)
+    assert not (tmp_path / "b").exists()

@@ -1,0 +1,268 @@
+"""scripts/proxy_study.py: the planner (lr grid, phases, run names, best-lr and β/q choices, grid-edge
+extension, divergence), skipping finished runs, the dry run, and the report, on fake run directories; and,
+marked slow, a toy study through the real train.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+import rundir
+from scripts import proxy_study as ps
+
+STEPS = 4
+
+
+def variant(opt: str, role: str = "large", batch: int = 16) -> ps.Variant:
+    return ps.Variant(opt, role, batch)
+
+
+def fake_run(d, val: float, steps: int = STEPS, optimizer: str = "gluon", batch: int = 16, seed: int = 0,
+             config: bool = True, complete: bool = True) -> None:
+    """A run directory as train.py leaves it: metrics with val_loss every 2 steps ending at `val`, a summary,
+    and (optionally) the config make_figures reads."""
+    d.mkdir(parents=True)
+    last = steps if complete else steps - 1
+    lines = []
+    for s in range(1, last + 1):
+        rec = dict(step=s, train_loss=val + 0.2, lr=1e-3, tokens=100 * s, data_tokens=100 * s, grad_evals=s,
+                   time_s=0.5 * s, wall_s=0.6 * s)
+        if s % 2 == 0 or s == steps:
+            rec["val_loss"] = val + 0.1 * (steps - s)
+        lines.append(json.dumps(rec) + "\n")
+    (d / rundir.METRICS).write_text("".join(lines))
+    if complete:
+        rundir.write_summary(d, dict(completed=True, steps=steps, tokens=100 * steps, grad_evals=steps,
+                                     time_s=0.5 * steps, final_val_loss=val))
+    if config:
+        (d / rundir.CONFIG).write_text(
+            f"model: {{name: proxy}}\ndata: {{name: shakespeare_bytes, seq_len: 128}}\n"
+            f"optimizer: {{name: {optimizer}}}\nbatch: {{global_seqs: {batch}}}\nseed: {seed}\n"
+            f"train: {{steps: {steps}, val_every: 2}}\n")
+
+
+def outcome_from(values: dict):
+    """outcome(spec) from {(optimizer, lr, seed, alt): loss}; missing: not finished."""
+    return lambda spec: values.get((spec.variant.optimizer, spec.lr, spec.seed, spec.alt))
+
+
+def names(plan) -> list[str]:
+    return [s.name for s in plan.specs]
+
+
+# ----------------------------------------------------------------------------- planner
+def test_run_names_and_numbers():
+    v = variant("gluon_mvr1")
+    assert ps.Spec(v, 3.6e-4, 0).name == "gluon_mvr1_b16_lr3.6e-4_s0"
+    assert ps.Spec(v, 1.08e-3, 2, ("beta", 0.95)).name == "gluon_mvr1_b16_lr1.08e-3_s2_beta0.95"
+    assert ps.Spec(variant("muon", "small", 4), 0.03, 1).name == "muon_b4_lr3e-2_s1"
+    assert [ps.fmt_lr(x) for x in (1e-3, 3.6e-4, 1.2e-4, 9e-3)] == ["1e-3", "3.6e-4", "1.2e-4", "9e-3"]
+    assert ps.lr_value(3.6e-4, 1 / 3) == 1.2e-4 and ps.lr_value(3e-3, 1 / 3) == 1e-3
+    assert [ps.fmt_factor(f) for f in (1 / 3, 0.1, 1.0, 30.0)] == ["×1/3", "×1/10", "×1", "×30"]
+    assert ps.Spec(v, 3.6e-4, 0, phase="1 grid").key == ps.Spec(v, 3.6e-4, 0, phase="2 best lr").key
+
+
+def test_phase1_grid_and_paper_seeds():
+    vs = [variant("muon"), variant("gluon_mvr1"), variant("gluon", "small", 4)]
+    plan = ps.make_plan(vs, lambda spec: None)
+    assert plan.choices[vs[0]].grid == [1e-3, 3e-3, 9e-3, 3e-2]  # 3e-3 x {1/3, 1, 3, 10}
+    assert plan.choices[vs[1]].grid == [1.2e-4, 3.6e-4, 1.08e-3, 3.6e-3]  # 3.6e-4 x ...
+    assert names(plan)[:6] == ["muon_b16_lr1e-3_s0", "muon_b16_lr3e-3_s0", "muon_b16_lr9e-3_s0",
+                               "muon_b16_lr3e-2_s0", "muon_b16_lr3e-3_s1", "muon_b16_lr3e-3_s2"]
+    assert names(plan)[-1] == "gluon_b4_lr3.6e-4_s2"
+    assert len(plan.specs) == 18 and {s.phase for s in plan.specs} == {"1 grid", "1 paper lr"}
+    assert not plan.complete and plan.pending[0] == "muon: best lr, after 4 grid run(s) at seed 0"
+    assert "gluon@small: best lr" in plan.pending[2]
+
+
+def test_best_lr_then_seeds_and_the_alternative():
+    v = variant("gluon_mvr1")
+    grid = [1.2e-4, 3.6e-4, 1.08e-3, 3.6e-3]
+    vals = {("gluon_mvr1", lr, 0, None): x for lr, x in zip(grid, [2.5, 2.3, 2.2, 2.4])}
+    plan = ps.make_plan([v], outcome_from(vals))
+    assert plan.choices[v].best_lr == 1.08e-3 and plan.choices[v].extension is None  # interior: no extension
+    phase2 = [s.name for s in plan.specs if s.phase == "2 best lr"]
+    assert phase2 == ["gluon_mvr1_b16_lr1.08e-3_s1", "gluon_mvr1_b16_lr1.08e-3_s2"]
+    assert names(plan)[-1] == "gluon_mvr1_b16_lr1.08e-3_s0_beta0.95"
+    assert plan.specs[-1].phase == "3 alternative"
+    assert plan.pending == ["gluon_mvr1: whether beta 0.95 beats beta 0.9"]
+
+    lost = ps.make_plan([v], outcome_from({**vals, ("gluon_mvr1", 1.08e-3, 0, ("beta", 0.95)): 2.25}))
+    assert lost.complete and lost.choices[v].alt_won is False and len(lost.specs) == 9  # 4 + 2 + 2 + 1
+    won = ps.make_plan([v], outcome_from({**vals, ("gluon_mvr1", 1.08e-3, 0, ("beta", 0.95)): 2.1}))
+    assert won.complete and won.choices[v].alt_won is True
+    assert names(won)[-2:] == ["gluon_mvr1_b16_lr1.08e-3_s1_beta0.95", "gluon_mvr1_b16_lr1.08e-3_s2_beta0.95"]
+
+    # best = the paper's lr: its seeds 1, 2 are the paper-lr runs, not planned twice; Gluon has no alternative
+    g = variant("gluon")
+    at_paper = ps.make_plan([g], outcome_from({("gluon", lr, 0, None): x for lr, x in
+                                               zip([1.2e-4, 3.6e-4, 1.08e-3, 3.6e-3], [2.5, 2.1, 2.2, 2.4])}))
+    assert at_paper.complete and at_paper.choices[g].best_lr == 3.6e-4 and len(at_paper.specs) == 6
+
+
+def test_grid_edge_extension_divergence_and_ties():
+    m = variant("muon")
+    grid = {("muon", lr, 0, None): x for lr, x in zip([1e-3, 3e-3, 9e-3, 3e-2], [2.6, 2.4, 2.3, 2.2])}
+    plan = ps.make_plan([m], outcome_from(grid), alternatives={})
+    assert plan.choices[m].extension == 9e-2 and names(plan)[-1] == "muon_b16_lr9e-2_s0"
+    assert plan.pending == ["muon: best lr, after the run beyond the grid's edge (9e-2)"]
+    diverged = ps.make_plan([m], outcome_from({**grid, ("muon", 9e-2, 0, None): math.inf}), alternatives={})
+    assert diverged.complete and diverged.choices[m].best_lr == 3e-2  # the diverged extension bounds it
+    assert diverged.choices[m].grid == [1e-3, 3e-3, 9e-3, 3e-2, 9e-2]
+    better = ps.make_plan([m], outcome_from({**grid, ("muon", 9e-2, 0, None): 2.1}), alternatives={})
+    assert better.choices[m].best_lr == 9e-2 and better.choices[m].extension == 9e-2  # extended once only
+
+    low = {("muon", lr, 0, None): x for lr, x in zip([1e-3, 3e-3, 9e-3, 3e-2], [2.1, 2.4, 2.5, math.inf])}
+    assert ps.make_plan([m], outcome_from(low), alternatives={}).choices[m].extension == 3e-4  # x 1/10
+    assert ps.make_plan([m], outcome_from(low), extend=None, alternatives={}).complete
+
+    every = ps.make_plan([m], outcome_from({k: math.inf for k in grid}), alternatives={})
+    assert every.pending == ["muon: every lr of the grid diverged; widen --lr-factors below them"]
+    assert ps.argmin_lr({1e-3: 2.0, 9e-3: 2.0, 3e-3: 2.5}, 3e-3) in (1e-3, 9e-3)
+    assert ps.argmin_lr({1e-3: 2.0, 3e-2: 2.0}, 3e-3) == 1e-3  # a tie goes to the lr nearer the paper's
+
+
+def test_outcomes_from_run_directories_and_divergence(tmp_path):
+    v = variant("gluon")
+    fake_run(tmp_path / "gluon_b16_lr3.6e-4_s0", 2.25)
+    fake_run(tmp_path / "gluon_b16_lr1.2e-4_s0", 2.5, complete=False)  # stopped early: not finished
+    (tmp_path / "gluon_b16_lr3.6e-3_s0").mkdir()
+    (tmp_path / "gluon_b16_lr3.6e-3_s0" / ps.DIVERGED).write_text('{"reason": "non-finite"}')
+    out = ps.read_outcome(tmp_path, STEPS)
+    assert out(ps.Spec(v, 3.6e-4, 0)) == 2.25
+    assert out(ps.Spec(v, 1.2e-4, 0)) is None and out(ps.Spec(v, 1.08e-3, 0)) is None
+    assert out(ps.Spec(v, 3.6e-3, 0)) == math.inf
+    assert ps.read_outcome(tmp_path, STEPS + 1)(ps.Spec(v, 3.6e-4, 0)) is None  # another train.steps
+
+
+def test_a_failed_run_is_recorded_as_diverged_only_on_a_floating_point_error(tmp_path):
+    from scripts import sweep
+
+    run = sweep.Run(run_dir=tmp_path / "r", optimizer="gluon", global_seqs=16, seed=0, steps=STEPS,
+                    experiments=["lr 3.6e-3", "1 grid"], overrides=[], config={})
+    fake_run(run.run_dir, 5.0, complete=False)
+    (run.run_dir / "ckpt").mkdir()
+    (run.run_dir / "launcher.out").write_text("Traceback ...\nValueError: something else\n")
+    assert not ps.mark_diverged(run, print)
+    (run.run_dir / "launcher.out").write_text(
+        "Traceback ...\nFloatingPointError: non-finite training loss nan at step 4; nothing of this step was "
+        "saved. The last checkpoint is step 2\n")
+    assert ps.mark_diverged(run, print)
+    info = json.loads((run.run_dir / ps.DIVERGED).read_text())
+    assert info["reason"].startswith("non-finite training loss nan at step 4")
+    assert info["last_finite_step"] == 3
+    assert not (run.run_dir / "ckpt").exists()
+    ps.classify(run)
+    assert run.status == "diverged"
+
+
+# ----------------------------------------------------------------------------- the command
+def test_dry_run_skips_finished_runs_and_plans_the_next_phase(tmp_path, capsys):
+    results = tmp_path / "results"
+    for lr, x in zip(["1.2e-4", "3.6e-4", "1.08e-3", "3.6e-3"], [2.5, 2.3, 2.2, 2.4]):
+        fake_run(results / f"gluon_b16_lr{lr}_s0", x, config=False)
+    args = ["--results", str(results), "--variants", "gluon", "gluon_mvr1@small", "--dry-run", "--",
+            f"train.steps={STEPS}"]
+    assert ps.main(args) == 0
+    out = capsys.readouterr().out
+    assert "14 runs known now (4 done, 0 diverged, 0 to resume, 10 new)" in out
+    assert f"done     gluon B=16 seed=0 (lr 1.08e-3/1 grid) -> {results}/gluon_b16_lr1.08e-3_s0" in out
+    assert f"new      gluon B=16 seed=1 (lr 1.08e-3/2 best lr) -> {results}/gluon_b16_lr1.08e-3_s1" in out
+    assert f"new      gluon_mvr1 B=4 seed=0 (lr 1.2e-4/1 grid) -> {results}/gluon_mvr1_b4_lr1.2e-4_s0" in out
+    assert ("train.py experiment=proxy_small optimizer=gluon_mvr1 seed=0 optimizer.lr=0.00012 "
+            "batch.global_seqs=4 batch.name=b4 train.steps=4 run_dir=") in out
+    assert "waiting: gluon_mvr1@small: best lr, after 4 grid run(s) at seed 0" in out
+    assert sorted(p.name for p in results.iterdir()) == sorted(
+        f"gluon_b16_lr{lr}_s0" for lr in ["1.2e-4", "3.6e-4", "1.08e-3", "3.6e-3"])  # nothing created
+
+
+def test_arguments_are_checked(capsys):
+    with pytest.raises(SystemExit):
+        ps.parse_args(["--seeds", "0", "0"])
+    with pytest.raises(SystemExit):
+        ps.parse_args(["--", "optimizer.lr=1e-3"])
+    with pytest.raises(SystemExit):
+        ps.parse_args(["--lr-factors", "1/0"])
+    assert ps.parse_args(["--lr-factors", "1/3", "3"]).lr_factors == [1 / 3, 3.0]
+    assert ps.main(["--variants", "gluon@tiny", "--dry-run"]) == 2
+    assert "must be 'small'" in capsys.readouterr().err
+    assert ps.main(["--variants", "sgd", "--dry-run"]) == 2
+    assert "unknown optimizer 'sgd'" in capsys.readouterr().err
+
+
+def test_report_from_finished_runs(tmp_path, capsys):
+    """A complete study on fake runs: the tables, the paragraph, summary.csv and the figures."""
+    results = tmp_path / "results"
+    vs = [variant("gluon"), variant("gluon_mvr1")]
+    base = {1.2e-4: 2.40, 3.6e-4: 2.30, 1.08e-3: 2.20, 3.6e-3: 2.35}
+
+    def loss(spec):  # Gluon-MVR-1 0.05 below Gluon on every seed; beta 0.95 better still
+        x = base[spec.lr] + 0.01 * spec.seed
+        if spec.variant.optimizer == "gluon_mvr1":
+            x -= 0.05 + (0.02 if spec.alt else 0.0)
+        return round(x, 4)
+
+    for _ in range(5):  # fill in what the plan asks for until it is complete
+        plan = ps.make_plan(vs, ps.read_outcome(results, STEPS))
+        for spec in plan.specs:
+            if not (results / spec.name).exists():
+                fake_run(results / spec.name, loss(spec), optimizer=spec.variant.optimizer, seed=spec.seed)
+    assert plan.complete and len(plan.specs) == 8 + 11  # gluon 4+2+2; mvr1 4+2+2+1+2 (its beta won)
+    assert ps.main(["--results", str(results), "--variants", "gluon", "gluon_mvr1", "--report-only", "--",
+                    f"train.steps={STEPS}"]) == 0
+    capsys.readouterr()
+    md = (results / "tables.md").read_text()
+    assert ("| Gluon-MVR-1 | 16 | 3.6e-4 (×1) | 2.2600 ± 0.0100 | 3 | -0.0500 ± 0.0000 vs Gluon "
+            "| lower |") in md
+    assert ("| Gluon-MVR-1 | 16 | 1.08e-3 (×3, beta 0.95) | 2.1400 ± 0.0100 | 3 | -0.0700 ± 0.0000 vs Gluon "
+            "| lower |") in md
+    assert "| Gluon | 16 | 3.6e-4 | 2.4000 | 2.3000 | **2.2000** | 2.3500 | 1.08e-3 |" in md
+    assert ("| Gluon-MVR-1 | 16 | 1.08e-3 | beta 0.9 | 2.1500 | beta 0.95 | 2.1300 | -0.0200 "
+            "| beta 0.95 |") in md
+    assert "1 reached a lower loss beyond twice the seed spread (Gluon-MVR-1 (B=16) -0.050 ± 0.000)" in md
+    assert "The alternative β/q beat the paper's at seed 0 for 1 of 1 MVR settings" in md
+    rows = list(csv.DictReader(open(results / "summary.csv")))
+    assert len(rows) == len(plan.specs) and sum(r["best_setting"] == "1" for r in rows) == 6
+    for fig in ("fig1", "fig3", "lr_grid"):  # fig3 lacks Gluon-MVR-2: only its baseline ran, so no figure
+        assert (results / "figures" / f"{fig}.png").exists() == (fig != "fig3")
+    assert (results / "figures" / "fig1.pdf").exists()
+
+
+def test_report_refuses_an_unfinished_study(tmp_path, capsys):
+    fake_run(tmp_path / "gluon_b16_lr3.6e-4_s0", 2.3, config=False)
+    assert ps.main(["--results", str(tmp_path), "--variants", "gluon", "--report-only", "--",
+                    f"train.steps={STEPS}"]) == 1
+    err = capsys.readouterr().err
+    assert "the study is not finished" in err and "gluon: best lr, after 3 grid run(s) at seed 0" in err
+
+
+# ----------------------------------------------------------------------------- through train.py
+@pytest.mark.slow
+def test_toy_study_runs_resumes_and_reports(tmp_path, capsys):
+    from trainer_utils import small_run_overrides, write_test_shards
+
+    from scripts import sweep
+
+    data = write_test_shards(tmp_path / "data")
+    extra = ["model=tiny", "data=synthetic"] + [
+        o for o in small_run_overrides("unused", data, "unused", 2, **{"train.val_every": 1,
+                                                                        "train.ckpt_every": 1})
+        if sweep.override_key(o) not in ("optimizer", "run_dir", "batch.global_seqs", "batch.micro_seqs")]
+    results = tmp_path / "results"
+    args = ["--results", str(results), "--variants", "muon", "muon_mvr1", "--lr-factors", "1", "3",
+            "--seeds", "0", "--no-extend", "--large-batch", "4", "--nice", "0", "--progress-every", "0",
+            "--", *extra]
+    assert ps.main(args) == 0
+    out = capsys.readouterr().out
+    runs = sorted(p.name for p in results.iterdir() if p.is_dir() and p.name != "figures")
+    assert len(runs) == 5  # 2 x 2 lrs, and muon_mvr1's momentum 0.9 at its best lr
+    assert any(r.endswith("_s0_momentum0.9") for r in runs)
+    for r in runs:  # normal run directories, without checkpoints or the launcher's log
+        assert rundir.completion(results / r, 2)[0]
+        assert not (results / r / "ckpt").exists() and not (results / r / "launcher.out").exists()
+    assert "## Each at its best" in out and (results / "figures" / "muon_mvr.png").exists()
+    assert ps.main(args) == 0  # everything is done: nothing runs again
+    assert "start [" not in capsys.readouterr().out

@@ -296,8 +296,9 @@ def test_dynamo_traces_the_chunked_loss_in_one_graph():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("RUN_INDUCTOR_CPU"), reason="inductor code generation on CPU takes ~40 s "
-                    "of the 2-core CI budget; set RUN_INDUCTOR_CPU=1 (the gpu tier compiles on CUDA)")
+@pytest.mark.skipif(not os.environ.get("RUN_INDUCTOR_CPU"),
+                    reason="inductor code generation on CPU takes ~40 s of the 2-core CI budget; set "
+                    "RUN_INDUCTOR_CPU=1 (the gpu tier compiles on CUDA)")
 def test_torch_compile_inductor_forward_backward_cpu():
     """The trainer's torch.compile(model) with inductor on CPU (tens of seconds)."""
     _compiled_matches_eager("inductor", fullgraph=False)

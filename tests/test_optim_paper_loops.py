@@ -52,7 +52,7 @@ def full_loss(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("is_approx", [False, True])
-def test_seed000_standard_loop_as_written_trains(is_approx: bool) -> None:
+def test_muonmvr_paper_standard_loop_as_written_trains(is_approx: bool) -> None:
     torch.manual_seed(0)
     data_loader, X_all, Y_all = make_data()
     model = TinyNet()
@@ -83,7 +83,7 @@ def test_seed000_standard_loop_as_written_trains(is_approx: bool) -> None:
     assert full_loss(model, X_all, Y_all) < 0.6 * start
 
 
-def test_seed000_exact_loop_as_written_trains() -> None:
+def test_muonmvr_paper_exact_loop_as_written_trains() -> None:
     torch.manual_seed(0)
     trainloader, X_all, Y_all = make_data()
     trainloader = trainloader * 4  # 4 epochs
@@ -175,7 +175,7 @@ def _grads(model: nn.Module, batch: tuple, scale: float = 1.0) -> list[torch.Ten
     return grads
 
 
-def test_seed000_gradient_accumulation_loop_is_wrong_and_the_correct_pattern() -> None:
+def test_muonmvr_paper_gradient_accumulation_loop_is_wrong_and_the_correct_pattern() -> None:
     torch.manual_seed(2)
     data_loader, X_all, Y_all = make_data(n_batches=8, batch=16, seed=2)
     model = TinyNet()

@@ -381,7 +381,7 @@ def flat_config(cfg) -> dict[str, Any]:
 
 def config_changes(saved: dict[str, Any], cfg) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) for every key that matters to what is trained (not RESUME_FREE).
-    A key the saved config lacks (it predates the key) counts as unchanged while the new value is the
+    A key one config lacks (it predates the key) counts as unchanged while the other side holds the
     schema's default."""
     old, new = flat_config(saved), flat_config(cfg)
     defaults = flat_config(OmegaConf.structured(Config))
@@ -390,8 +390,10 @@ def config_changes(saved: dict[str, Any], cfg) -> list[tuple[str, Any, Any]]:
     out = []
     for k in sorted(set(old) | set(new)):
         o, n = old.get(k, missing), new.get(k, missing)
-        if free(k) or o == n or (o == missing and n == defaults.get(k, missing)):
+        if free(k) or o == n:
             continue
+        if missing in (o, n) and (n if o == missing else o) == defaults.get(k, missing):
+            continue  # a key one side predates, at its default on the other side
         out.append((k, o, n))
     return out
 

@@ -222,8 +222,10 @@ def test_report_from_finished_runs(tmp_path, capsys):
     assert "| Gluon | 16 | 3.6e-4 | 2.4000 | 2.3000 | **2.2000** | 2.3500 | 1.08e-3 |" in md
     assert ("| Gluon-MVR-1 | 16 | 1.08e-3 | beta 0.9 | 2.1500 | beta 0.95 | 2.1300 | -0.0200 "
             "| beta 0.95 |") in md
-    assert "1 reached a lower loss beyond twice the seed spread (Gluon-MVR-1 (B=16) -0.050 ± 0.000)" in md
+    assert "1 reached a lower loss beyond twice the seed spread (Gluon-MVR-1 at B=16 -0.050 ± 0.000)" in md
     assert "The alternative β/q beat the paper's at seed 0 for 1 of 1 MVR settings" in md
+    kept = "with the paper's β kept at the best lr, Δ to the tuned baseline is Gluon-MVR-1 at B=16 -0.050"
+    assert kept in md
     rows = list(csv.DictReader(open(results / "summary.csv")))
     assert len(rows) == len(plan.specs) and sum(r["best_setting"] == "1" for r in rows) == 6
     for fig in ("fig1", "fig3", "lr_grid"):  # fig3 lacks Gluon-MVR-2: only its baseline ran, so no figure

@@ -303,8 +303,10 @@ def check_config(cfg) -> None:
         try:
             importlib.import_module(module)
         except Exception as e:  # noqa: BLE001 - any failure to import is the user's to fix
-            why = (f"importing it failed ({type(e).__name__}: {e}); give an importable module (on PYTHONPATH "
-                   "or in the repository) that registers your estimator")
+            why = (
+                f"importing it failed ({type(e).__name__}: {e}); give an importable module (on PYTHONPATH "
+                "or in the repository) that registers your estimator"
+            )
             raise _bad("optimizer.plugins", module, why) from None
     if oc.family == Family.sharded:
         from optim import ESTIMATORS
@@ -415,9 +417,7 @@ def check_resume_config(saved: dict[str, Any] | None, cfg, ckpt_path: Path, ckpt
         never = [k for k, _, _ in refused if k not in RESUME_OPT_IN]
         msg = (
             f"{cfg.run_dir} holds a checkpoint ({ckpt_path.name}, step {ckpt_step}) "
-            "of another configuration:\n"
-            + "\n".join(lines)
-            + "\nNothing was written. Ways forward:\n"
+            "of another configuration:\n" + "\n".join(lines) + "\nNothing was written. Ways forward:\n"
             "  - start a new run: pass another run_dir=..., or\n"
             "  - resume with the saved config (drop the overrides above)"
         )
@@ -996,8 +996,9 @@ def write_synthetic_data_if_needed(cfg) -> None:
     from data.synthetic import write_synthetic_shards
 
     if not any(pattern.parent.glob(pattern.name)):
-        write_synthetic_shards(pattern.parent, train_tokens=2_000_000,
-                               val_tokens=max(cfg.data.val_tokens + 1, 131072))
+        write_synthetic_shards(
+            pattern.parent, train_tokens=2_000_000, val_tokens=max(cfg.data.val_tokens + 1, 131072)
+        )
 
 
 def vocab_hint(e: ShardError, vocab_size: int) -> Exception:
@@ -1328,42 +1329,7 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
             )
             raise SystemExit(EXIT_PREEMPTED)
 
-    return _summarize(
-        cfg,
-        rank,
-        run_dir,
-        log,
-        thr,
-        loader,
-        optimizer,
-        device,
-        world,
-        micro,
-        compile_on,
-        steps,
-        tokens,
-        grad_evals,
-        train_time,
-    )
-
-
-def _summarize(
-    cfg,
-    rank,
-    run_dir,
-    log,
-    thr,
-    loader,
-    optimizer,
-    device,
-    world,
-    micro,
-    compile_on,
-    steps,
-    tokens,
-    grad_evals,
-    train_time,
-) -> dict:
+    # ---- summary (rank 0 writes it)
     summary = dict(completed=True, steps=steps, tokens=tokens, grad_evals=grad_evals, time_s=train_time)
     if rank != 0:
         return summary

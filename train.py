@@ -50,7 +50,7 @@ from omegaconf import MISSING, OmegaConf
 import rundir
 from data.loader import TrainLoader, ValLoader
 from data.shards import ShardError
-from model import GPT, GPTConfig
+from model import GPT, LOSS_IMPLS, GPTConfig
 from optim import REFERENCE_SOURCES, VARIANTS
 
 REPO = Path(__file__).resolve().parent
@@ -86,10 +86,7 @@ class NSDtype(Enum):
     float64 = "float64"
 
 
-class LossImpl(Enum):
-    chunked = "chunked"
-    plain = "plain"
-    liger = "liger"
+LossImpl = Enum("LossImpl", {name: name for name in LOSS_IMPLS}, type=str)  # model.py's choices
 
 
 class Resume(Enum):

@@ -2,20 +2,27 @@
 
 Averages are a SUM followed by a 1/W scale (gloo has no AVG reduction), on flat 1-D buffers so the
 same calls run on gloo (CPU) and NCCL (CUDA). Every launched collective keeps its input and output
-tensors referenced by this object until the *next* step's collectives replace them: a process that
-tears down right after ``step()`` (``destroy_process_group``, interpreter exit) must never leave
-gloo's worker thread holding the last reference to a tensor while Python finalizes (seen as
-"terminate called without an active exception", SIGABRT, in about 1 of 4 exits before this).
+tensors referenced, by this object and then by a small module-level ring that outlives it: a process
+that tears down right after ``step()`` (``destroy_process_group``, interpreter exit), even after the
+optimizer itself was collected, must never leave gloo's worker thread holding the last reference to a
+tensor while Python finalizes (seen as "terminate called without an active exception", SIGABRT, in
+about 1 of 8 exits before this).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+# The last few batches of collective buffers of every Comm, kept by the module rather than by the object:
+# an optimizer may be garbage-collected before the process group is destroyed (a loop over optimizers, a
+# function returning), and its last buffers must still outlive gloo's worker thread's references to them.
+_RETIRED: deque[list[Any]] = deque(maxlen=8)
 
 
 class Comm:
@@ -30,8 +37,15 @@ class Comm:
         self._previous: list[Any] = []  # the last step's, kept alive until the next step starts
 
     def begin_step(self) -> None:
-        """Start a new batch of collectives; the previous batch's buffers may now be released."""
+        """Start a new batch of collectives; the batch before the previous one goes to the module's ring."""
+        if self._previous:
+            _RETIRED.append(self._previous)
         self._previous, self._current = self._current, []
+
+    def __del__(self) -> None:
+        for batch in (getattr(self, "_previous", None), getattr(self, "_current", None)):
+            if batch:
+                _RETIRED.append(batch)
 
     def reduce_scatter_mean(self, send: Tensor) -> tuple[Tensor, Any]:
         """Launch: rank r receives ``mean over ranks of send[r]``; finish with :meth:`wait_mean`."""

@@ -3,8 +3,12 @@
 Three 32×48 parameters, one ``MuonMVR`` step with random gradients, ``destroy_process_group()``,
 exit. Before the fix, about 1 exit in 4 aborted with "terminate called without an active exception"
 (gloo's worker thread dropped the last reference to the final all-gather's tensors while the
-interpreter finalized). Exit code 0 on every rank is the pass condition.
+interpreter finalized). With ``--drop-optimizer`` the optimizer is collected before the teardown (the
+buffers must outlive it too). Exit code 0 on every rank is the pass condition.
 """
+
+import gc
+import sys
 
 import torch
 import torch.distributed as dist
@@ -19,4 +23,7 @@ if __name__ == "__main__":
     for p in ps:
         p.grad = torch.randn_like(p)
     opt.step()
+    if "--drop-optimizer" in sys.argv:
+        del opt
+        gc.collect()
     dist.destroy_process_group()

@@ -1085,17 +1085,21 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
         else:
             micro, probe = micro_batch_size(cfg.batch.global_seqs, None, world, 64), "auto"
         vocab = min(mc.vocab_size, 1 << 16)  # ids must fit the embedding; the loaders check every shard
-        loader = TrainLoader(
-            cfg.data.train_files,
-            cfg.data.seq_len,
-            cfg.batch.global_seqs,
-            micro,
-            rank=rank,
-            world_size=world,
-            device=device,
-            seed=cfg.seed,
-            vocab_size=vocab,
-        )
+
+        def make_loader(m: int) -> TrainLoader:
+            return TrainLoader(
+                cfg.data.train_files,
+                cfg.data.seq_len,
+                cfg.batch.global_seqs,
+                m,
+                rank=rank,
+                world_size=world,
+                device=device,
+                seed=cfg.seed,
+                vocab_size=vocab,
+            )
+
+        loader = make_loader(micro)
     except ShardError as e:
         error = vocab_hint(e, mc.vocab_size)
     except Exception as e:  # noqa: BLE001 - re-raised on every rank by agree()
@@ -1118,17 +1122,7 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
                     p.grad = None
 
         micro = probe_micro_seqs(cfg.batch.global_seqs // world, micro, try_size, world, log.print)
-        loader = TrainLoader(
-            cfg.data.train_files,
-            cfg.data.seq_len,
-            cfg.batch.global_seqs,
-            micro,
-            rank=rank,
-            world_size=world,
-            device=device,
-            seed=cfg.seed,
-            vocab_size=vocab,
-        )
+        loader = make_loader(micro)
     error = None
     try:
         val_loader = ValLoader(

@@ -1004,10 +1004,6 @@ def parse_args(argv=None):
     return args
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     say = lambda msg: print(f"[proxy {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
@@ -1050,7 +1046,7 @@ def main(argv=None) -> int:
         if not args.report_only:
             if args.nice:
                 os.nice(args.nice)  # inherited by every train.py the launcher starts
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+            signal.signal(signal.SIGTERM, sweep._raise_interrupt)
             t0, launched = time.time(), 0
             for _ in range(20):  # each round runs everything decidable; the phases need at most 4
                 plan = current()

@@ -495,29 +495,43 @@ class StopSignal:
 class RunLock:
     """An exclusive lock on run_dir/.lock held for the run's life by rank 0 (flock: released by the OS
     when the process dies, kill -9 included). A second run on the same run_dir fails at once naming
-    the holder."""
+    the holder. Taking the lock writes nothing: the holder's host and pid go into the file only at
+    claim(), once the run has passed every check, and a run refused before that removes the lock file
+    and the run_dir if it created them, so a refused launch leaves run_dir as it found it."""
 
     def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.path, self.claimed = run_dir, run_dir / ".lock", False
+        self.made_dir = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = run_dir / ".lock"
+        self.made_file = not self.path.exists()
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            holder = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() or "still starting"
             os.close(self.fd)
             raise RuntimeError(
                 f"{run_dir} is in use by another run ({holder}); wait for it to finish or stop "
                 "it, or choose another run_dir"
             ) from None
+
+    def claim(self) -> None:
         info = f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, info.encode(), 0)
+        self.claimed = True
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the flock
-            self.fd = None
+        if self.fd is None:
+            return
+        if not self.claimed:  # refused before writing anything: leave run_dir as it was found
+            if self.made_file:
+                self.path.unlink(missing_ok=True)
+            if self.made_dir:
+                with contextlib.suppress(OSError):  # not empty: something else appeared meanwhile
+                    self.run_dir.rmdir()
+        os.close(self.fd)  # closing releases the flock
+        self.fd = None
 
 
 def agree(world: int, error: BaseException | None) -> None:
@@ -1040,7 +1054,7 @@ def train(cfg) -> dict:
         except Exception as e:  # noqa: BLE001 - re-raised on every rank by agree()
             error = e
         agree(world, error)
-        return _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, stop, log)
+        return _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, stop, log, lock)
     finally:
         stop.restore()
         log.close()
@@ -1048,7 +1062,7 @@ def train(cfg) -> dict:
             lock.release()
 
 
-def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, stop, log) -> dict:
+def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, stop, log, lock) -> dict:
     # ---- build everything that can still fail on bad input (nothing written to run_dir yet)
     torch.manual_seed(cfg.seed)  # the same seed on every rank gives the same weights; rank 0's are broadcast
     random.seed(cfg.seed)
@@ -1156,6 +1170,8 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
     fwd_model = torch.compile(model) if compile_on else model
 
     # ---- from here on the run writes into run_dir (rank 0)
+    if lock is not None:
+        lock.claim()
     log.open(cfg)
     log.print(f"git {git_sha()}")
     log.print("env " + json.dumps(environment(world, device)))

@@ -438,16 +438,16 @@ def test_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs, reference_2
 
 # ----------------------------------------------------------------------------- 4. config drift
 def refused(run_dir: Path, data_dir: Path, extra: list[str], match: str | None = None, **kw) -> str:
-    """Resume run_dir with changed overrides: a ConfigError (a ValueError), and nothing written.
-    .lock is not compared: taking the lock records the pid of whoever tried."""
-    before = snapshot(run_dir, skip=(".lock",))
+    """Resume run_dir with changed overrides: a ConfigError (a ValueError), and nothing written,
+    the lock file included (its holder is recorded only once a run has passed every check)."""
+    before = snapshot(run_dir)
     with pytest.raises(train.ConfigError) as err:
         in_process(run_dir, data_dir, extra=extra, **kw)
     assert isinstance(err.value, ValueError)
     msg = str(err.value)
     if match is not None:
         assert match in msg, msg
-    assert_unchanged(before, run_dir, skip=(".lock",))
+    assert_unchanged(before, run_dir)
     return msg
 
 
@@ -608,29 +608,30 @@ BAD = [
 @pytest.mark.parametrize("override,key", BAD, ids=[b[0] for b in BAD])
 def test_bad_value_is_refused_before_any_work(tmp_path, data_dir, finished_run, override, key):
     """Refused at composition (Hydra) or by train.train (ConfigError), the message naming the key; the
-    finished run in run_dir is untouched (a bad value is refused before the lock is even taken, except
-    model.vocab_size, which differs from the checkpoint's and is refused as config drift)."""
+    finished run in run_dir is untouched, its lock file included (a bad value is refused before the lock
+    is even taken, except model.vocab_size, which differs from the checkpoint's and is refused as config
+    drift after the lock is taken but before it is claimed)."""
     run_dir = copy_run(finished_run, tmp_path / "run")
-    skip = (".lock",) if key == "model.vocab_size" else ()
-    before = snapshot(run_dir, skip)
+    before = snapshot(run_dir)
     with pytest.raises(Exception) as err:
         in_process(run_dir, data_dir, steps=6, extra=[override])
     assert isinstance(err.value, (ValueError, train.ConfigError)) or \
         type(err.value).__name__ == "ConfigCompositionException", repr(err.value)
     assert key in str(err.value), str(err.value)
-    assert_unchanged(before, run_dir, skip)
+    assert_unchanged(before, run_dir)
 
 
 def test_vocab_too_small_for_the_shards(tmp_path, data_dir):
     """A fresh run whose vocabulary is smaller than the shards' token ids: the error says
-    model.vocab_size is too small (the shard is fine), and nothing but the lock file is written."""
+    model.vocab_size is too small (the shard is fine), and the run_dir it would have made is not left
+    behind (the lock taken before the data were read is removed with it)."""
     run_dir = tmp_path / "run"
     with pytest.raises(train.ConfigError) as err:
         in_process(run_dir, data_dir, extra=["model.vocab_size=100"])
     msg = str(err.value)
     assert "model.vocab_size=100 is too small" in msg and "model.vocab_size >= 512" in msg, msg
     assert "delete" not in msg.lower(), msg
-    assert sorted(p.name for p in run_dir.rglob("*")) == [".lock"]
+    assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))
 
 
 # ----------------------------------------------------------------------------- 8. a cut-short metrics line

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from trainer_utils import OPTIMIZERS, REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
 import train
@@ -176,6 +177,29 @@ def test_hydra_multirun_sweeps_optimizers_and_seeds(tmp_path, data_dir):
     assert runs == ["gluon_mvr1_s0", "gluon_mvr1_s1", "muon_s0", "muon_s1"]
     for r in runs:
         assert json.loads((tmp_path / "sweep" / r / "summary.json").read_text())["completed"]
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_tunes_the_learning_rate(tmp_path, data_dir):
+    """The README's tuning example (optional extra `tune`): the Hydra entry returns the final validation
+    loss, so the Optuna sweeper minimises it; each trial trains in its own run_dir (one per lr), and the
+    best value it reports is the lowest final val_loss among the trials' summaries."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[tune]'")
+    args = small_run_overrides(tmp_path / "unused", data_dir, "gluon_mvr1", steps=2)
+    args = [a for a in args if not a.startswith("run_dir=")]
+    out = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
+         "hydra.sweeper.direction=minimize", "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={tmp_path}/mr",
+         "optimizer.lr=tag(log,interval(1e-4,1e-2))", f"run_dir={tmp_path}/tune/lr${{optimizer.lr}}", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path])))  # the plugin's path too
+    assert out.returncode == 0, out.stderr[-3000:]
+    finals = {p.name: json.loads((p / "summary.json").read_text())["final_val_loss"]
+              for p in (tmp_path / "tune").iterdir()}
+    assert len(finals) == 3, finals
+    best = yaml.safe_load((tmp_path / "mr" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == min(finals.values()), (best, finals)
+    assert f"lr{best['best_params']['optimizer.lr']}" == min(finals, key=finals.get)
 
 
 @pytest.mark.gpu

@@ -357,12 +357,17 @@ def execute(todo: list[Run], nproc: int, parallel: int, python: str, threads: in
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv=None):
+def split_passthrough(argv) -> tuple[list[str], list[str]]:
+    """(this script's arguments, the train.py overrides after `--`); argv None means sys.argv[1:]."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def parse_args(argv=None):
+    argv, extra = split_passthrough(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     figures = rundir.figure_experiments()
     ap.add_argument("--experiments", nargs="+", default=figures,

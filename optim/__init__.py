@@ -24,12 +24,11 @@ from .registry import (
     register_estimator,
     register_geometry,
 )
-from .sharded import LMOS, REFERENCE_SOURCES, TWO_PASS_SOURCES, ShardedOptimizer
+from .sharded import REFERENCE_SOURCES, TWO_PASS_SOURCES, ShardedOptimizer
 
 __all__ = [
     "ESTIMATORS",
     "GEOMETRIES",
-    "LMOS",
     "NS_COEFFICIENTS",
     "REFERENCE_SOURCES",
     "TWO_PASS_SOURCES",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -84,6 +85,16 @@ class MatrixBucket:
     def state_slice(self, index: int) -> tuple[int, int] | None:
         """State of a matrix is the whole matrix: no slice."""
         return None
+
+    def own_state(self, whole: dict[int, dict[str, Any]], index: dict[int, int]) -> dict[int, dict[str, Any]]:
+        """This rank's share of whole-parameter state (``whole``: optimizer index -> state; ``index``:
+        id(param) -> optimizer index): the full state of every matrix it owns."""
+        own = {}
+        for k in self.owned_indices:
+            i = index[id(self.params[k])]
+            if i in whole:
+                own[i] = whole[i]
+        return own
 
     def owner_of(self, index: int) -> int:
         return index % self.world
@@ -160,6 +171,22 @@ class FlatBucket:
     def state_slice(self, index: int) -> tuple[int, int] | None:
         """This rank's [lo, hi) of parameter ``index``: its state tensors hold those elements."""
         return self.owned_range(index)
+
+    def own_state(self, whole: dict[int, dict[str, Any]], index: dict[int, int]) -> dict[int, dict[str, Any]]:
+        """This rank's share of whole-parameter state: its element slice of every per-element tensor
+        (flat, one entry per element of the parameter); other values (e.g. a step count) as they are."""
+        own = {}
+        for k, p in enumerate(self.params):
+            i = index[id(p)]
+            lo, hi = self.owned_range(k)
+            if i in whole and hi > lo:
+                own[i] = {
+                    key: v[lo:hi].clone()
+                    if isinstance(v, Tensor) and v.ndim == 1 and v.numel() == p.numel()
+                    else v
+                    for key, v in whole[i].items()
+                }
+        return own
 
     def owner_of(self, index: int) -> int:
         return -1  # every rank owns a slice

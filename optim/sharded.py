@@ -26,7 +26,6 @@ from .validation import bad, check_choice, check_float, check_int
 
 REFERENCE_SOURCES = ("none", "prev_step", "prev_params", "prev_batch")
 TWO_PASS_SOURCES = ("prev_params", "prev_batch")
-LMOS = ("spectral", "sign", "adamw")  # the built-in geometries
 COMMON_DEFAULTS: dict[str, Any] = dict(lr=1e-3, weight_decay=0.0, reference="none", ns_steps=5, ns_dtype=None)
 STATE_FORMAT = 2  # state_dict layout version (keyed by parameter index, with element slices)
 
@@ -262,14 +261,20 @@ class ShardedOptimizer(torch.optim.Optimizer):
         if self.reference_source not in TWO_PASS_SOURCES:
             return
         self._comm.begin_step()
-        plan = [
-            b for b in self._get_plan() if self._group_reference(self.param_groups[b.group_index]) != "none"
-        ]
+        uses = {
+            b.group_index: self._group_reference(self.param_groups[b.group_index]) != "none"
+            for b in self._get_plan()
+        }
+        # Clipping needs the norm of the whole pass (the paper's loop clips every parameter's gradient),
+        # so with grad_clip every bucket is reduced; without it, only those that keep a reference.
+        plan = [b for b in self._get_plan() if uses[b.group_index] or self._grad_clip is not None]
         launched = [(b, *self._comm.reduce_scatter_mean(b.pack_grads())) for b in plan]
         if self._grad_clip is not None:
             self._clip_(launched)
         for bucket, out, work in launched:
             self._comm.wait_mean(out, work)
+            if not uses[bucket.group_index]:
+                continue
             for p, _, g in bucket.owned(out):
                 state = self.state[p]
                 if key in state:
@@ -451,24 +456,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         index = {id(p): i for i, p in enumerate(params)}
         own: dict[int, dict[str, Any]] = {}
         for bucket in self._get_plan():
-            if isinstance(bucket, MatrixBucket):
-                for k in bucket.owned_indices:
-                    i = index[id(bucket.params[k])]
-                    if i in merged:
-                        own[i] = merged[i]
-            else:
-                for k, p in enumerate(bucket.params):
-                    i = index[id(p)]
-                    lo, hi = bucket.owned_range(k)
-                    if i in merged and hi > lo:
-                        own[i] = {
-                            key: (
-                                v[lo:hi].clone()
-                                if isinstance(v, Tensor) and v.ndim == 1 and v.numel() == p.numel()
-                                else v
-                            )
-                            for key, v in merged[i].items()
-                        }
+            own.update(bucket.own_state(merged, index))
         first = state_dicts[0]
         super().load_state_dict({"state": own, "param_groups": first["param_groups"]})
         self._plan = None

@@ -303,3 +303,22 @@ def test_grad_clip_clips_the_reference_pass_too() -> None:
     p.grad = torch.full((3, 3), 10.0, dtype=torch.float64)
     opt.update_last_grad()
     assert opt.state[p]["h"].norm().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_grad_clip_of_the_reference_pass_counts_every_parameter() -> None:
+    """The reference pass is clipped by the norm of the whole pass, as clip_grad_norm_ on every
+    parameter would (the MuonMVR paper's loop), also counting AdamW-routed parameters that keep no
+    reference themselves."""
+    W = nn.Parameter(torch.zeros(3, 3, dtype=torch.float64))
+    v = nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = MuonMVR([W, v], is_approx=False, ns_dtype=torch.float64)
+    opt.grad_clip = 1.0
+    W.grad = torch.ones(3, 3, dtype=torch.float64)
+    v.grad = torch.full((4,), 100.0, dtype=torch.float64)
+    ref = [nn.Parameter(torch.zeros_like(W)), nn.Parameter(torch.zeros_like(v))]
+    ref[0].grad, ref[1].grad = W.grad.clone(), v.grad.clone()
+    torch.nn.utils.clip_grad_norm_(ref, 1.0)
+    opt.update_last_grad()
+    torch.testing.assert_close(opt.state[W]["h"], ref[0].grad, rtol=1e-12, atol=1e-15)
+    assert "h" not in opt.state[v], "an AdamW-routed parameter keeps no reference"
+    torch.testing.assert_close(v.grad, torch.full((4,), 100.0, dtype=torch.float64))  # .grad untouched

@@ -781,22 +781,30 @@ def peak_flops(device: torch.device, override_tflops: float | None) -> float | N
 
 
 class Throughput:
-    """Per-step timing with the first `warmup` steps after (re)start excluded from the median."""
+    """Per-step timing with the first `warmup` steps after (re)start excluded from the medians. Each
+    timed step keeps its gradient passes, so the processed rate of a run is the median of its steps'
+    own rates (a two-pass run's single-pass last step does not dilute it)."""
 
     def __init__(self, warmup: int, flops_per_token: float, peak: float | None, world: int):
         self.warmup, self.fpt, self.peak, self.world = warmup, flops_per_token, peak, world
-        self.seen, self.ms = 0, []
+        self.seen, self.ms, self.passes = 0, [], []
 
-    def add(self, step_ms: float) -> bool:
+    def add(self, step_ms: float, passes: int = 1) -> bool:
         self.seen += 1
         timed = self.seen > self.warmup
         if timed:
             self.ms.append(step_ms)
+            self.passes.append(passes)
         return timed
 
     @property
     def median_ms(self) -> float | None:
         return statistics.median(self.ms) if self.ms else None
+
+    def median_processed_tok_s(self, tokens_per_step: int) -> float | None:
+        """Median over timed steps of passes · tokens_per_step / step time."""
+        rates = [n * tokens_per_step * 1000 / ms for n, ms in zip(self.passes, self.ms)]
+        return statistics.median(rates) if rates else None
 
     def mfu(self, processed_tokens_per_s: float) -> float | None:
         return None if self.peak is None else self.fpt * processed_tokens_per_s / (self.world * self.peak)
@@ -1272,7 +1280,7 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
             )
         grad_evals += passes
         tokens += passes * loader.tokens_per_step
-        timed = thr.add(1000 * dt)
+        timed = thr.add(1000 * dt, passes)
         data_tps, proc_tps = loader.tokens_per_step / dt, passes * loader.tokens_per_step / dt
         record = dict(
             step=done,
@@ -1359,9 +1367,8 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
             }
         )
     else:
-        passes = grad_evals / steps if steps else 1
         data_tps = loader.tokens_per_step / (med / 1000) if med else None
-        proc_tps = passes * data_tps if data_tps else None
+        proc_tps = thr.median_processed_tok_s(loader.tokens_per_step)
         summary.update(
             median_step_ms=med,
             data_tokens_per_s=data_tps,

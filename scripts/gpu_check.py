@@ -14,7 +14,10 @@ What it does, in order:
         muon, muon_mvr1, gluon, gluon_mvr1    model=gpt124m batch=b512 optimizer=<name> compile=true
                                               data.seq_len=1024 (the papers' 512 x 1024 tokens per step)
         fig1                                  experiment=fig1 exactly as shipped (Gluon-MVR-1, B=512,
-                                              train.max_micro_seqs=64, no compile)
+                                              compile=auto and max_micro_seqs=auto: compiled, probed)
+        eager64                               muon, model=gpt124m batch=b512 compile=false
+                                              batch.micro_seqs=64: the memory of the eager path; a peak of
+                                              40 GiB or more fails the run (the target is well under it)
      all on the synthetic shards with train.steps=12 train.val_every=0 train.ckpt_every=0 and a validation
      set of one global batch (only the end-of-run validation and checkpoint are done);
   4. prints the table and saves it as <out>/gpu_check.md (markdown) and <out>/gpu_check.json:
@@ -34,12 +37,13 @@ gpu test step also makes it exit 1. Exit 2: it could not start (no CUDA without 
 runs/gpu_check/<YYYYmmdd-HHMMSS>, is new each time; a run directory that already holds files is refused
 (a failure row) rather than resumed or read.
 
-Time on one H100 (an estimate; the total is printed at the end): GPT-124M at B=512 x 1024 takes ~1.1 s/step
-compiled with a one-pass optimizer (muon, muon_mvr1, gluon), ~2.2 s with a two-pass one (gluon_mvr1), and
-fig1 (two-pass, not compiled as shipped) perhaps ~3 s; torch.compile costs ~1 min the first time per
-model/optimizer (later processes reuse inductor's cache), and each process adds ~15 s of start-up, final
-validation and checkpoint. So: gpu tests ~1 min, muon/muon_mvr1/gluon ~1.5 min each, gluon_mvr1 ~2 min,
-fig1 ~1 min: ~8-9 min in all. Lower --steps (at least train.timing_warmup + 1 = 3) if a slower GPU runs over.
+Time on one H100 (an estimate from earlier measurements; the total is printed at the end): GPT-124M at
+B=512 x 1024 takes ~1.1 s/step compiled with a one-pass optimizer (muon, muon_mvr1, gluon), ~2.2 s with a
+two-pass one (gluon_mvr1, fig1), ~2.4 s eager; torch.compile costs ~1 min the first time per
+model/optimizer (later processes reuse inductor's cache), fig1's micro-batch probe a few seconds, and each
+process adds ~15 s of start-up, final validation and checkpoint. So: gpu tests ~1 min, muon/muon_mvr1/gluon
+~1.5 min each, gluon_mvr1 and fig1 ~1 min each (cache warm), eager64 ~1 min: ~9 min in all. Lower --steps
+(at least train.timing_warmup + 1 = 3) if a slower GPU runs over.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ import rundir  # noqa: E402  (after the path set-up: the script runs as `python 
 
 BASELINE = "muon"
 OPTIMIZER_RUNS = ("muon", "muon_mvr1", "gluon", "gluon_mvr1")
-RUN_NAMES = (*OPTIMIZER_RUNS, "fig1")
+RUN_NAMES = (*OPTIMIZER_RUNS, "fig1", "eager64")
+EAGER_TARGET_GIB = 40.0  # issue target: the figure configs' micro-batch of 64 in eager mode, well under this
 MISSING = "–"  # what a number the summary does not hold prints as
 
 GPU = dict(steps=12, seq_len=1024, data="data_cache/gpu_check", vocab=50257, train_tokens=8_000_000,
@@ -327,6 +332,11 @@ def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
         if name == "fig1":
             ov = ["experiment=fig1", *fig_size]
             note = "experiment=fig1 as shipped" if not args.smoke else "experiment=fig1, tiny"
+        elif name == "eager64":
+            micro = 2 if args.smoke else 64  # divides the per-rank batch for every allowed --nproc
+            eager = [o for o in opt_size if not o.startswith("compile=")] + ["compile=false"]
+            ov = [f"optimizer={BASELINE}", *eager, f"batch.micro_seqs={micro}"]
+            note = f"eager, micro {micro}" + ("" if args.smoke else f" (target < {EAGER_TARGET_GIB:g} GiB)")
         else:
             ov = [f"optimizer={name}", *opt_size]
             note = "" if args.smoke else "gpt124m b512 compiled"
@@ -350,6 +360,15 @@ def _setup(row: Row) -> str:
     if isinstance(s.get("compile"), bool):
         parts.append("compile" if s["compile"] else "eager")
     return ", ".join(parts)
+
+
+def check_memory_target(rows: list[Row]) -> None:
+    """eager64 fails when its peak GPU memory reaches EAGER_TARGET_GIB (not checked where none was
+    measured: the CPU smoke)."""
+    for r in rows:
+        peak = r.summary.get("peak_mem_gib")
+        if r.name == "eager64" and r.ok and isinstance(peak, (int, float)) and peak >= EAGER_TARGET_GIB:
+            r.ok, r.error = False, f"peak {peak:.1f} GiB: not under the {EAGER_TARGET_GIB:g} GiB target"
 
 
 def set_baseline_ratios(rows: list[Row]) -> None:
@@ -487,6 +506,7 @@ def main(argv=None) -> int:
         wall = f" in {row.wall_s:.0f} s" if row.wall_s is not None else ""
         print(f"[{i}/{len(runs)}] {run.name}: {'ok' if row.ok else 'FAILED: ' + str(row.error)}{wall}",
               flush=True)
+    check_memory_target(rows)
     set_baseline_ratios(rows)
 
     total = time.perf_counter() - t0

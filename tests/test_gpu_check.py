@@ -64,6 +64,17 @@ def test_null_numbers_and_a_failed_baseline_print_dashes():
     assert gluon[1] == "1,104.3"
 
 
+def test_eager_memory_target_fails_the_eager_run_only():
+    over = dict(FULL, peak_mem_gib=41.5)
+    rows = [row("eager64", **over), row("muon", **over), row("eager64", **dict(FULL, peak_mem_gib=None))]
+    gpu_check.check_memory_target(rows)
+    assert not rows[0].ok and "41.5 GiB: not under the 40 GiB target" in rows[0].error
+    assert rows[1].ok and rows[2].ok  # other runs, and a run without a GPU peak, are not judged
+    under = [row("eager64", **dict(FULL, peak_mem_gib=25.0))]
+    gpu_check.check_memory_target(under)
+    assert under[0].ok
+
+
 def test_error_cells_stay_on_one_line_and_escape_pipes():
     msg = "ValueError: a | b\n  second line " + "x" * 400
     table = gpu_check.format_table([row("fig1", ok=False, error=msg)])
@@ -219,3 +230,5 @@ def test_smoke_check_runs_every_run_to_completion_on_cpu(tmp_path):
         assert summary is not None and summary["completed"] is True, name
         assert summary["steps"] == gpu_check.SMOKE["steps"]
     assert rundir.read_config(out / "fig1")["figure"]["name"] == "fig1"  # experiment=fig1 really ran
+    eager = rundir.read_config(out / "eager64")
+    assert str(eager["compile"]).lower() == "false" and eager["batch"]["micro_seqs"] == 2

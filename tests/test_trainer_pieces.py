@@ -85,6 +85,12 @@ def test_throughput_skips_warmup_and_two_pass_mfu():
     assert [thr.add(ms) for ms in (900.0, 500.0, 100.0, 120.0, 110.0)] == [False, False, True, True, True]
     assert thr.median_ms == 110.0
     assert thr.mfu(processed_tokens_per_s=1e6) == pytest.approx(1e9 * 1e6 / (2 * 1e15))
+    # a two-pass run whose last step takes one pass: the run's processed rate is the two-pass steps'
+    two = train.Throughput(warmup=1, flops_per_token=1e9, peak=None, world=1)
+    for ms, passes in ((900.0, 2), (200.0, 2), (200.0, 2), (200.0, 2), (100.0, 1)):
+        two.add(ms, passes)
+    assert two.median_processed_tok_s(1000) == pytest.approx(2 * 1000 / 0.2)
+    assert two.mfu(1.0) is None
     assert train.fmt_eta(3725) == "1:02:05"
 
 

@@ -1,7 +1,7 @@
 """Train and validation shards from your own text files, in one command.
 
     python -m data.text --out data_cache/mytext --tokenizer gpt2 --val-fraction 0.1 notes/ book.txt
-    python -m data.text --out data_cache/mytext --tokenizer bytes train/ --val-files held_out.txt
+    python -m data.text --out data_cache/mytext --tokenizer bytes --val-files held_out.txt train/
 
 Inputs are files (taken as given, whatever their name) and directories, walked recursively in sorted
 order for ``*.txt``, ``*.md`` and ``*.text`` (case-insensitive; ``--glob '*'`` takes every file; hidden
@@ -25,7 +25,12 @@ shards (``decode_documents``) gives back the files' text.
 Splits: ``--val-fraction F`` sends the last ``F`` of the whole token stream (all documents concatenated
 in input order) to validation, so validation is one contiguous stretch of text that training never
 sees (only the document at the cut is shared, its head in train and its tail in validation);
-``--val-files`` names validation files instead, and the positional inputs are all train. Neither split
+``--val-files`` names validation files or folders instead, and the positional inputs are all train.
+``--val-files`` takes one argument, so ``--val-files v.txt a.txt b/`` holds out ``v.txt`` and trains on
+``a.txt`` and ``b/``; name several by repeating it (``--val-files v1.txt --val-files v2.txt``) or with
+commas (``--val-files v1.txt,v2.txt``; a name that exists as a whole is taken whole, commas and all).
+Positional inputs may come before, between or after the options. A file may not be in both splits (named
+in both, or found in a folder of the other): the tool stops and names it. Neither split
 may be smaller than ``--min-split-tokens`` (default ``2 * --seq-len + 1`` = 2049: two sequences of 1024
 plus the last target): otherwise the tool stops before writing anything, naming the counts and the fix.
 
@@ -77,6 +82,19 @@ MAX_SHARD_TOKENS = 2**31 - 1  # the shard header's int32 count
 
 class TextError(ValueError):
     """Bad input or arguments for ``python -m data.text``; the message says how to fix it."""
+
+
+def val_file_names(value: str) -> list[str]:
+    """The names in one ``--val-files`` argument: ``value`` itself when it names an existing path (a
+    file name may hold a comma), else its comma-separated parts, none of them empty."""
+    if value and Path(value).exists():  # Path("") would be the current folder
+        return [value]
+    parts = value.split(",")
+    if not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"empty name in {value!r}: separate validation files with single commas "
+            f"(--val-files v1.txt,v2.txt) or repeat the option (--val-files v1.txt --val-files v2.txt)")
+    return parts
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -328,8 +346,9 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
         raise TextError(f"--prefix must be a plain file-name part without '/', wildcards, '_train_' or "
                         f"'_val_', got {prefix!r}; e.g. text")
     if not inputs:
-        raise TextError("no input files or folders given: pass text files and/or folders of *.txt/*.md "
-                        "(positional arguments; with --val-files, list them before it or after `--`)")
+        raise TextError("no input files or folders given: pass text files and/or folders of *.txt/*.md as "
+                        "positional arguments (--val-files takes one name, or a comma-separated list, per "
+                        "use: --val-files held_out.txt train/ trains on train/)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TextError(f"--out {out} exists and is not a folder; choose a folder for the shards")
@@ -338,10 +357,12 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
     what = "input" if val_fraction is not None else "train"
     train_paths = collect_files(inputs, globs, exclude=out, what=what)
     val_paths = collect_files(val_files, globs, exclude=out, what="validation") if val_files else []
-    both = sorted({p.resolve() for p in train_paths} & {p.resolve() for p in val_paths})
+    train_keys = {p.resolve() for p in train_paths}
+    both = [p for p in val_paths if p.resolve() in train_keys]
     if both:
         raise TextError(f"{len(both)} file(s) are both train and validation inputs: {_few(both)}; a file "
-                        f"must be in one split only (drop it from the positional inputs or from --val-files)")
+                        f"must be in one split only (drop it from the positional inputs or from --val-files, "
+                        f"or move it out of the folder that holds it)")
 
     empty = [p for p in train_paths + val_paths if p.stat().st_size == 0]
     if len(empty) == len(train_paths) + len(val_paths):
@@ -421,8 +442,10 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0],
-        epilog="Put the positional inputs before --val-files (or after `--`): --val-files takes every name "
-               "that follows it. stdout gets one line: the trainer overrides for the new shards.")
+        epilog="--val-files takes one argument: in `--val-files v.txt a.txt b/` v.txt is validation and "
+               "a.txt and b/ are train. Name several validation files by repeating it (--val-files v1.txt "
+               "--val-files v2.txt) or with commas (--val-files v1.txt,v2.txt). Positional inputs may come "
+               "anywhere. stdout gets one line: the trainer overrides for the new shards.")
     ap.add_argument("inputs", nargs="*", metavar="FILES_OR_DIRS",
                     help="text files (taken whatever their name) and folders (walked for --glob)")
     ap.add_argument("--out", required=True, help="folder for the shards")
@@ -432,8 +455,9 @@ def main(argv=None) -> int:
     split = ap.add_mutually_exclusive_group(required=True)
     split.add_argument("--val-fraction", type=float, metavar="F",
                        help="0 < F < 1: the last F of the token stream is validation")
-    split.add_argument("--val-files", nargs="+", metavar="FILE",
-                       help="validation files or folders; the positional inputs are train")
+    split.add_argument("--val-files", action="extend", type=val_file_names, metavar="FILE[,FILE...]",
+                       help="validation files or folders, comma-separated, repeatable; takes one argument, "
+                            "so the names after it are positional inputs (train)")
     ap.add_argument("--prefix", default="text", help="shard names <prefix>_train_%%06d.bin (default: text)")
     ap.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS,
                     help=f"tokens per shard file (default {DEFAULT_SHARD_TOKENS:,})")
@@ -445,7 +469,7 @@ def main(argv=None) -> int:
                     help="file-name pattern a folder contributes, repeatable (default: *.txt *.md *.text; "
                          "'*' for every file)")
     ap.add_argument("--force", action="store_true", help="delete and replace existing shards of --prefix")
-    a = ap.parse_args(argv)
+    a = ap.parse_intermixed_args(argv)
     try:
         info = build(a.out, a.inputs, a.tokenizer, a.val_fraction, a.val_files, a.prefix, a.shard_tokens,
                      a.seq_len, a.min_split_tokens, tuple(a.glob) if a.glob else DEFAULT_GLOBS, a.force)

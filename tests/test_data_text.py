@@ -116,6 +116,89 @@ def test_val_files_folders_globs_and_shards(tmp_path, capsys):
     assert other.read_text() in text.decode_documents(_split(tmp_path / "all", "train"), "bytes")
 
 
+
+# ---- --val-files: one name (or a comma-separated list) per use, positional inputs anywhere ----------------
+@pytest.fixture
+def val_corpus(tmp_path):
+    docs = {name: _write(tmp_path / name, _text(900, i))
+            for i, name in enumerate(["v1.txt", "v2.txt", "a.txt", "b/x.txt", "b/y.md"])}
+    return tmp_path, docs
+
+
+def _splits_as_text(out) -> tuple[list[str], list[str]]:
+    return (text.decode_documents(_split(out, "train"), "bytes"),
+            text.decode_documents(_split(out, "val"), "bytes"))
+
+
+@pytest.mark.parametrize("form", ["spec_order", "repeated", "commas", "commas_equals", "inputs_first",
+                                  "inputs_around", "double_dash"])
+def test_val_files_forms(val_corpus, capsys, form):
+    root, d = val_corpus
+    v1, v2, a, b = d["v1.txt"], d["v2.txt"], d["a.txt"], root / "b"
+    two_val = form not in ("spec_order", "inputs_first", "inputs_around", "double_dash")
+    argv = {
+        "spec_order": ["--val-files", v1, a, b],  # the spec's literal order
+        "repeated": ["--val-files", v1, "--val-files", v2, a, b],
+        "commas": ["--val-files", f"{v1},{v2}", a, b],
+        "commas_equals": [f"--val-files={v1},{v2}", a, b],
+        "inputs_first": [a, b, "--val-files", v1],
+        "inputs_around": [a, "--val-files", v1, b],
+        "double_dash": ["--val-files", v1, "--", a, b],
+    }[form]
+    out = root / "out"
+    rc, stdout, err = _run(capsys, "--out", out, "--tokenizer", "bytes", *argv)
+    assert rc == 0, err
+    train, val = _splits_as_text(out)
+    assert train == [p.read_text() for p in (a, d["b/x.txt"], d["b/y.md"])]
+    assert val == [p.read_text() for p in ((v1, v2) if two_val else (v1,))]
+    assert stdout.startswith("data.name=text ")
+
+
+def test_val_files_name_with_a_comma_is_taken_whole(tmp_path, capsys):
+    a = _write(tmp_path / "a.txt", _text(900, 0))
+    odd = _write(tmp_path / "held,out.txt", _text(900, 1))
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "--out", out, "--tokenizer", "bytes", "--val-files", odd, a)
+    assert rc == 0, err
+    assert _splits_as_text(out) == ([a.read_text()], [odd.read_text()])
+
+
+def test_val_files_empty_name_is_refused(val_corpus, capsys):
+    root, d = val_corpus
+    for value in (f"{d['v1.txt']},", f"{d['v1.txt']},,{d['v2.txt']}", ""):
+        with pytest.raises(SystemExit) as exc:
+            text.main(["--out", str(root / "out"), "--tokenizer", "bytes", "--val-files", value,
+                       str(d["a.txt"])])
+        assert exc.value.code == 2
+        assert "empty name in" in capsys.readouterr().err
+    assert not (root / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["same_name", "other_spelling", "inside_input_folder", "folder_holds_input"])
+def test_val_files_overlap_with_inputs_is_refused(val_corpus, capsys, case):
+    root, d = val_corpus
+    v1, a, b, x = d["v1.txt"], d["a.txt"], root / "b", d["b/x.txt"]
+    argv, named = {
+        "same_name": (["--val-files", v1, a, v1], v1),  # the spec's order, v1.txt named twice
+        "other_spelling": (["--val-files", f"{v1},{root / 'b' / '..' / 'a.txt'}", a], "a.txt"),
+        "inside_input_folder": (["--val-files", x, a, b], x),
+        "folder_holds_input": (["--val-files", b, a, x], x),
+    }[case]
+    rc, stdout, err = _run(capsys, "--out", root / "out", "--tokenizer", "bytes", *argv)
+    assert rc == 2 and stdout == ""
+    assert "1 file(s) are both train and validation inputs: " in err and str(named) in err, err
+    assert "must be in one split only" in err
+    assert not (root / "out").exists()
+
+
+def test_help_documents_val_files_forms(capsys):
+    with pytest.raises(SystemExit):
+        text.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--val-files FILE[,FILE...]" in help_text
+    assert "in `--val-files v.txt a.txt b/` v.txt is validation and a.txt and b/ are train" in help_text
+    assert "--val-files v1.txt --val-files v2.txt" in help_text and "v1.txt,v2.txt" in help_text
+
 # ---- the line trains ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("tokenizer", ["bytes", "gpt2"])
 def test_cli_line_trains(tmp_path, tokenizer):
@@ -218,7 +301,7 @@ def test_bad_input_errors(tmp_path, capsys):
         ([*base, "--val-fraction", "1", f], "strictly between 0 and 1, got 1.0"),
         ([*base, "--val-fraction", "0", f], "strictly between 0 and 1, got 0.0"),
         ([*base, "--val-fraction", "-0.2", f], "strictly between 0 and 1"),
-        ([*base, "--val-files", f], "no input files or folders given.*before it or after `--`"),
+        ([*base, "--val-files", f], "no input files or folders given.*--val-files held_out.txt train/"),
         ([*base, f, "--val-files", f], "both train and validation inputs"),
         ([*base, "--val-fraction", "0.1", tmp_path / "none"], "not found"),
         ([*base, "--val-fraction", "0.1", "--shard-tokens", "0", f], "--shard-tokens must be in"),

@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -55,6 +56,7 @@ from optim import REFERENCE_SOURCES, VARIANTS
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume
+EXIT_CONFIG = 2  # the config (or its run_dir) was refused before any work; the message says what to fix
 
 
 # ----------------------------------------------------------------------------- config schema
@@ -145,6 +147,7 @@ class OptimCfg:
     plugins: list[str] = field(default_factory=list)  # modules imported first: they call register_estimator
     estimator: str = ""
     routing: Routing = Routing.muon
+    lmos: dict[str, str] = field(default_factory=dict)  # {hidden|embed|vector: a registered geometry}
     hparams: dict[str, Any] = field(default_factory=dict)
     # all families
     reference: Reference = Reference.none
@@ -239,8 +242,63 @@ def check_schema(cfg) -> None:
         ) from None
 
 
-def check_config(cfg) -> None:
-    """Errors that name the key, the value and what would work, before any work is done."""
+# optimizer.* keys each family reads (beyond those every family reads); any other key set away from its
+# default has no effect: refused when given on the command line, logged as a note when a config sets it
+OPTIM_COMMON_KEYS = ("name", "label", "family", "lr", "weight_decay", "betas", "eps", "plugins")
+FAMILY_KEYS = {
+    Family.adamw: (),
+    Family.muon: ("momentum", "gamma", "clip", "nesterov", "scale", "reference", "ns_steps", "ns_dtype"),
+    Family.gluon: (
+        "variant",
+        "beta",
+        "q",
+        "alpha",
+        "hidden_scale",
+        "embed_scale",
+        "reference",
+        "ns_steps",
+        "ns_dtype",
+    ),
+    Family.sharded: ("estimator", "routing", "lmos", "hparams", "reference", "ns_steps", "ns_dtype"),
+}
+
+
+def command_line_keys() -> set[str]:
+    """Keys overridden on this Hydra command line (`key=`, `+key=`, `++key=`); empty outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task if "=" in o}
+
+
+def unread_optimizer_keys(cfg) -> list[str]:
+    """The optimizer.* keys set away from their defaults that cfg.optimizer.family never reads; refused
+    if given on the command line (so a mistyped intent never trains silently)."""
+    oc, family = cfg.optimizer, cfg.optimizer.family
+    defaults = OmegaConf.to_container(OmegaConf.structured(OptimCfg), enum_to_str=True)
+    values = OmegaConf.to_container(oc, resolve=True, enum_to_str=True)
+    read = set(OPTIM_COMMON_KEYS) | set(FAMILY_KEYS[family])
+    unread = [k for k in values if k not in read and values[k] != defaults[k]]
+    given = command_line_keys()
+    for k in unread:
+        if f"optimizer.{k}" in given or any(g.startswith(f"optimizer.{k}.") for g in given):
+            raise _bad(
+                f"optimizer.{k}",
+                values[k],
+                f"optimizer {oc.name} (family {family.value}) does not read it, so it would have no "
+                f"effect; keys it reads: {sorted(read)}. Choose an optimizer of the family you meant "
+                "(e.g. optimizer=gluon_mvr2) or drop the override",
+            )
+    return [
+        f"note: optimizer.{k}={values[k]!r} is set by a config but not read by family {family.value}"
+        for k in unread
+    ]
+
+
+def check_config(cfg) -> list[str]:
+    """Errors that name the key, the value and what would work, before any work is done. Returns notes
+    for the log (settings that have no effect)."""
     check_schema(cfg)
     ints = {  # key: smallest allowed value
         "train.steps": 1,
@@ -281,6 +339,30 @@ def check_config(cfg) -> None:
         )
     if not 0.0 <= cfg.train.warmdown_frac <= 1.0:
         raise _bad("train.warmdown_frac", cfg.train.warmdown_frac, "must lie in [0, 1]")
+    warmdown = int(round(cfg.train.warmdown_frac * cfg.train.steps))
+    if cfg.train.warmup_steps + warmdown > cfg.train.steps:
+        raise _bad(
+            "train.warmup_steps",
+            cfg.train.warmup_steps,
+            f"the warm-up and the warm-down (train.warmdown_frac={cfg.train.warmdown_frac} of "
+            f"{cfg.train.steps} steps = {warmdown}) overlap; lower one of them",
+        )
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    unit = cfg.data.seq_len * world  # every rank scores the same number of whole sequences
+    if cfg.data.val_tokens % unit:
+        lo, hi = cfg.data.val_tokens // unit * unit, (cfg.data.val_tokens // unit + 1) * unit
+        raise _bad(
+            "data.val_tokens",
+            cfg.data.val_tokens,
+            f"must be a multiple of data.seq_len={cfg.data.seq_len} x {world} rank(s) = {unit}; "
+            f"e.g. {lo or unit} or {hi}",
+        )
+    mode = os.environ.get("WANDB_MODE")
+    if mode and mode not in WandbMode.__members__:
+        raise ConfigError(
+            f"environment variable WANDB_MODE={mode!r} is invalid: choose one of "
+            f"{list(WandbMode.__members__)}, or unset it to use wandb.mode"
+        )
     for key in ("train.grad_clip", "train.peak_tflops", "wandb.init_timeout_s"):
         value = OmegaConf.select(cfg, key)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -306,7 +388,7 @@ def check_config(cfg) -> None:
             )
             raise _bad("optimizer.plugins", module, why) from None
     if oc.family == Family.sharded:
-        from optim import ESTIMATORS
+        from optim import ESTIMATORS, GEOMETRIES, ROUTED_GROUPS
 
         if oc.estimator not in ESTIMATORS:
             raise _bad(
@@ -315,6 +397,18 @@ def check_config(cfg) -> None:
                 f"with family=sharded choose a registered estimator: "
                 f"{sorted(ESTIMATORS)} (optim/README.md, 'Adding an estimator')",
             )
+        for group, lmo in oc.lmos.items():
+            if group not in ROUTED_GROUPS:
+                raise _bad(
+                    "optimizer.lmos", dict(oc.lmos), f"{group!r} is not a group; use {list(ROUTED_GROUPS)}"
+                )
+            if lmo not in GEOMETRIES:
+                raise _bad(
+                    f"optimizer.lmos.{group}",
+                    lmo,
+                    f"choose a registered geometry: {sorted(GEOMETRIES)} (a new one: optim/README.md, "
+                    "'Adding an estimator or a geometry', and name its module in optimizer.plugins)",
+                )
     not_allowed = sorted(set(cfg.resume_allow) - set(RESUME_OPT_IN))
     if not_allowed:
         raise _bad(
@@ -322,6 +416,7 @@ def check_config(cfg) -> None:
             list(cfg.resume_allow),
             f"{not_allowed} may never change on resume; allowed: {sorted(RESUME_OPT_IN)}",
         )
+    return unread_optimizer_keys(cfg)
 
 
 # keys that never change what is trained: they may differ between a checkpoint and its resumption
@@ -495,9 +590,9 @@ class StopSignal:
 class RunLock:
     """An exclusive lock on run_dir/.lock held for the run's life by rank 0 (flock: released by the OS
     when the process dies, kill -9 included). A second run on the same run_dir fails at once naming
-    the holder. Taking the lock writes nothing: the holder's host and pid go into the file only at
-    claim(), once the run has passed every check, and a run refused before that removes the lock file
-    and the run_dir if it created them, so a refused launch leaves run_dir as it found it."""
+    the holder (host, pid), which the lock file records from the moment it is taken. A launch refused
+    before claim() (it failed a check) puts the lock file back as it found it, and removes the lock file
+    and run_dir if it made them, so a refused launch leaves run_dir as it was."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir, self.path, self.claimed = run_dir, run_dir / ".lock", False
@@ -508,17 +603,23 @@ class RunLock:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() or "still starting"
+            holder = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() or "unknown"
             os.close(self.fd)
             raise RuntimeError(
                 f"{run_dir} is in use by another run ({holder}); wait for it to finish or stop "
                 "it, or choose another run_dir"
             ) from None
+        self.previous = os.pread(self.fd, 1 << 16, 0)
+        self._write(
+            f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
+
+    def _write(self, text: str | bytes) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text.encode() if isinstance(text, str) else text, 0)
 
     def claim(self) -> None:
-        info = f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, info.encode(), 0)
+        """The run passed every check and now writes into run_dir: the lock file stays as written."""
         self.claimed = True
 
     def release(self) -> None:
@@ -527,6 +628,8 @@ class RunLock:
         if not self.claimed:  # refused before writing anything: leave run_dir as it was found
             if self.made_file:
                 self.path.unlink(missing_ok=True)
+            else:
+                self._write(self.previous)
             if self.made_dir:
                 with contextlib.suppress(OSError):  # not empty: something else appeared meanwhile
                     self.run_dir.rmdir()
@@ -665,7 +768,7 @@ def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
             )
         else:
             opt = ShardedOptimizer(
-                build_param_groups(model, oc.routing.value),
+                build_param_groups(model, oc.routing.value, lmos=dict(oc.lmos)),
                 oc.estimator,
                 lr=oc.lr,
                 weight_decay=oc.weight_decay,
@@ -938,17 +1041,23 @@ def set_rng_state(s: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- logging
+def wandb_mode(cfg) -> str:
+    """$WANDB_MODE if set (it wins), else wandb.mode; checked by check_config."""
+    return os.environ.get("WANDB_MODE") or cfg.wandb.mode.value
+
+
 def init_wandb(cfg, run_dir: Path, log):
     """A wandb run that survives resume (its id is kept in run_dir/wandb_id) and sweeps (grouped by
     figure, tagged with optimizer, batch and seed). $WANDB_MODE wins over wandb.mode; a server that does
-    not answer within wandb.init_timeout_s sends the run offline with a warning."""
-    mode = os.environ.get("WANDB_MODE") or cfg.wandb.mode.value
+    not answer within wandb.init_timeout_s sends the run offline with a warning, and if wandb cannot start
+    at all the run trains on without it (a logging service never stops training)."""
+    mode = wandb_mode(cfg)
     if mode == "disabled":
         return None
     import wandb  # imported only when used
 
     id_file = run_dir / "wandb_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
     id_file.write_text(run_id + "\n")
     kwargs = dict(
         project=cfg.wandb.project,
@@ -964,14 +1073,19 @@ def init_wandb(cfg, run_dir: Path, log):
     try:
         return wandb.init(**kwargs, settings=wandb.Settings(init_timeout=cfg.wandb.init_timeout_s))
     except Exception as e:  # noqa: BLE001 - a logging service must never stop training
-        if mode == "offline":
-            raise
+        first = f"{type(e).__name__}: {e}"
+    if mode == "online":
         log(
-            f"warning: wandb did not start online within {cfg.wandb.init_timeout_s:g} s ({type(e).__name__}: "
-            f"{e}); logging offline to {run_dir}/wandb (sync later with `wandb sync`)"
+            f"warning: wandb did not start online within {cfg.wandb.init_timeout_s:g} s ({first}); "
+            f"logging offline to {run_dir}/wandb (sync later with `wandb sync`)"
         )
         kwargs["mode"] = "offline"
-        return wandb.init(**kwargs)
+        try:
+            return wandb.init(**kwargs)
+        except Exception as e:  # noqa: BLE001
+            first = f"{type(e).__name__}: {e}"
+    log(f"warning: wandb could not start ({first}); training goes on without it (metrics.jsonl has it all)")
+    return None
 
 
 class RunLog:
@@ -996,14 +1110,25 @@ class RunLog:
         if self.active:
             rundir.append_metrics(self.run_dir, record)
             if self.wandb is not None:
-                self.wandb.log(record, step=record["step"])
+                try:
+                    self.wandb.log(record, step=record["step"])
+                except Exception as e:  # noqa: BLE001 - a logging service must never stop training
+                    self.print(
+                        f"warning: wandb.log failed ({type(e).__name__}: {e}); wandb is off for this run"
+                    )
+                    self.wandb = None
 
     def close(self) -> None:
         if self.active:
+            if self.wandb is not None:
+                try:
+                    self.wandb.finish()
+                except Exception as e:  # noqa: BLE001
+                    self.print(f"warning: wandb.finish failed ({type(e).__name__}: {e})")
+                self.wandb = None
             if self.log_file is not None:
                 self.log_file.close()
-            if self.wandb is not None:
-                self.wandb.finish()
+                self.log_file = None
 
 
 def write_synthetic_data_if_needed(cfg) -> None:
@@ -1037,14 +1162,14 @@ def vocab_hint(e: ShardError, vocab_size: int) -> Exception:
 def train(cfg) -> dict:
     """Train one run. Order: check the config; set up ranks; lock run_dir; compare with the checkpoint;
     build model, optimizer and data; only then write anything into run_dir; train; summarize."""
-    check_config(cfg)
+    config_notes = check_config(cfg)
     exit_with_parent()
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
     stop, log, lock = StopSignal(), RunLog(run_dir, rank), None
     try:
         ckpt = Checkpointer(run_dir, rank, world)
-        resume_from, saved, notes, error = None, None, [], None
+        resume_from, saved, notes, error = None, None, list(config_notes), None
         try:
             if rank == 0:
                 lock = RunLock(run_dir)
@@ -1058,7 +1183,7 @@ def train(cfg) -> dict:
                 raise ConfigError(f"resume=must but {run_dir}/{rundir.CKPT} has no checkpoint")
             if resume_from is not None:
                 saved = ckpt.read_state(resume_from)
-                notes = check_resume_config(saved.get("config"), cfg, resume_from, saved["step"])
+                notes += check_resume_config(saved.get("config"), cfg, resume_from, saved["step"])
         except Exception as e:  # noqa: BLE001 - re-raised on every rank by agree()
             error = e
         agree(world, error)
@@ -1147,11 +1272,13 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
         loader = make_loader(micro)
     error = None
     try:
+        val_seqs = cfg.data.val_tokens // cfg.data.seq_len // world  # whole (check_config)
+        val_micro = max(m for m in range(1, min(micro, val_seqs) + 1) if val_seqs % m == 0)
         val_loader = ValLoader(
             cfg.data.val_files,
             cfg.data.seq_len,
             cfg.data.val_tokens,
-            micro,
+            val_micro,
             rank=rank,
             world_size=world,
             device=device,
@@ -1237,11 +1364,14 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
 
     def last_good() -> str:
         last = ckpt.latest()
+        fix = (
+            "start a new run (another run_dir) with a lower optimizer.lr, or check the data; resuming "
+            "this run_dir with the same config would repeat the same steps exactly"
+        )
         return (
-            f"The last good (finite) checkpoint is {last}; lower optimizer.lr or check the data, then rerun "
-            "with resume=auto"
+            f"The last good (finite) checkpoint is {last}; {fix}"
             if last
-            else "No checkpoint was written yet; lower optimizer.lr or check the data"
+            else f"No checkpoint was written yet; {fix}"
         )
 
     steps = tc.steps
@@ -1396,6 +1526,12 @@ def main(cfg) -> float | None:
     """Hydra entry. Returns the final validation loss, so Hydra sweeper plugins (e.g. Optuna) can tune."""
     try:
         return train(cfg).get("final_val_loss")
+    except ConfigError as e:  # the message says what to fix; a traceback would only bury it
+        rank = os.environ.get("RANK")
+        print(
+            f"error{f' (rank {rank})' if rank not in (None, '0') else ''}: {e}", file=sys.stderr, flush=True
+        )
+        raise SystemExit(EXIT_CONFIG) from None
     finally:
         if dist.is_initialized():
             with contextlib.suppress(Exception):

@@ -13,7 +13,7 @@ from .estimators import adam_direction_, ema, mars_correction, mvr2, mvr3, neste
 from .gluon_mvr import VARIANT_ESTIMATORS, VARIANTS, GluonMVR
 from .muon_mvr import MuonMVR
 from .newton_schulz import NS_COEFFICIENTS, default_ns_dtype, newton_schulz
-from .param_groups import build_param_groups, check_coverage
+from .param_groups import ROUTED_GROUPS, build_param_groups, check_coverage
 from .registry import (
     ESTIMATORS,
     GEOMETRIES,
@@ -31,6 +31,7 @@ __all__ = [
     "GEOMETRIES",
     "NS_COEFFICIENTS",
     "REFERENCE_SOURCES",
+    "ROUTED_GROUPS",
     "TWO_PASS_SOURCES",
     "VARIANTS",
     "VARIANT_ESTIMATORS",

@@ -7,6 +7,8 @@
 | everything with ndim < 2 (biases, norm gains)   | adamw                   | adamw                     |
 
 Tied weights (the same tensor reachable under two names) appear once; frozen parameters are left out.
+``lmos`` replaces the geometry of any of the three groups (``ROUTED_GROUPS``) by a registered one, e.g.
+``{"hidden": "my_geometry"}`` (the trainer's ``optimizer.lmos``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+ROUTED_GROUPS = ("hidden", "embed", "vector")
 
-def build_param_groups(model: nn.Module, family: Literal["muon", "gluon"]) -> list[dict[str, Any]]:
+
+def build_param_groups(
+    model: nn.Module, family: Literal["muon", "gluon"], lmos: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Param groups ``[{"name": ..., "lmo": ..., "params": [...]}, ...]`` for ``MuonMVR`` (``family=
-    "muon"``) or ``GluonMVR`` (``family="gluon"``); empty groups are dropped. Checks coverage."""
+    "muon"``) or ``GluonMVR`` (``family="gluon"``), the geometries of the table above unless ``lmos``
+    names others; empty groups are dropped. Checks coverage."""
     if family not in ("muon", "gluon"):
         raise ValueError(f"Invalid family: {family!r} (must be 'muon' or 'gluon')")
+    lmos = dict(lmos or {})
+    unknown = sorted(set(lmos) - set(ROUTED_GROUPS))
+    if unknown:
+        raise ValueError(f"Invalid lmos: {unknown} are not groups (use {list(ROUTED_GROUPS)})")
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     hidden: list[Tensor] = []
     embed: list[Tensor] = []
@@ -43,6 +54,8 @@ def build_param_groups(model: nn.Module, family: Literal["muon", "gluon"]) -> li
         {"name": "embed", "lmo": embed_lmo, "params": embed},
         {"name": "vector", "lmo": "adamw", "params": vector},
     ]
+    for g in groups:
+        g["lmo"] = lmos.get(g["name"], g["lmo"])
     groups = [g for g in groups if g["params"]]
     check_coverage(model, groups)
     return groups

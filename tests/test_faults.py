@@ -602,6 +602,8 @@ BAD = [
     ("+train.foo=1", "train.foo"),
     ("+optimizer.lrr=0.1", "optimizer.lrr"),
     ("model.vocab_size=100", "model.vocab_size"),
+    ("train.warmup_steps=5", "train.warmup_steps"),  # overlaps the warm-down of 6 steps
+    ("data.val_tokens=100", "data.val_tokens"),  # not whole sequences of 64 tokens
 ]
 
 

@@ -10,7 +10,7 @@ evaluation), checkpoints, logging, then `train()`.
 
 One optimizer step t uses the global batch xi_t (batch.global_seqs sequences, split over ranks and
 micro-batches). Two-pass estimators get their reference gradient from an extra pass arranged here
-(README "How a step is arranged"); each gradient is accumulated over all micro-batches of its own
+(docs/training.md, "How a step is arranged"); each gradient is accumulated over all micro-batches of its own
 window into clean grads. The model is not wrapped in DDP: every optimizer family (AdamW included) is
 the sharded optimizer of optim/, which averages gradients across ranks itself (reduce-scatter to the
 owner of each matrix or slice), so both passes are communicated the same way.

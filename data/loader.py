@@ -217,7 +217,7 @@ class TrainLoader:
                 f"fewer than one window of seq_len+1={seq_len + 1}; use a smaller seq_len or more data"
             )
         self._first_window = np.concatenate([[0], np.cumsum(per_file)])  # file i owns [fw[i], fw[i+1])
-        self.step = 0  # the next step to train; follows the latest batch() call (see batch())
+        self.step = 0  # the stream cursor: the next step next_batch() returns (batch() never moves it)
         self._cache: OrderedDict[int, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self._cache_size = max(1, cache_size)
         self._staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []  # pinned ring (CUDA)
@@ -300,13 +300,13 @@ class TrainLoader:
         """This rank's ``accum_steps`` micro-batches ``(x, y)`` of global batch ``step``.
 
         ``x`` and ``y`` are int64 ``(micro_seqs, seq_len)`` on ``device``, ``y`` is ``x`` shifted by one
-        token. Any step may be asked (look-ahead ``step+1``, previous ``step-1``); recent batches are
-        cached, so treat the tensors as read-only. Sets ``self.step = step + 1``: ask for the previous or
-        look-ahead batch before the current one, or pass ``step=`` to ``state_dict``.
+        token. Any step may be asked (look-ahead ``step+1``, previous ``step-1``), in any order; recent
+        batches are cached, so treat the tensors as read-only. Pure: the stream cursor ``self.step`` is
+        moved only by ``next_batch()`` and ``load_state_dict()``; a trainer that asks by step passes the
+        step to ``state_dict(step=...)``.
         """
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        self.step = step + 1
         if step in self._cache:
             self._cache.move_to_end(step)
             return self._cache[step]
@@ -336,8 +336,10 @@ class TrainLoader:
         return out
 
     def next_batch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``batch(self.step)``: the plain stream, one step after another."""
-        return self.batch(self.step)
+        """``batch(self.step)``, then the cursor moves on: the plain stream, one step after another."""
+        out = self.batch(self.step)
+        self.step += 1
+        return out
 
     # ---- checkpointing ----------------------------------------------------------------------------------
     def _fingerprint(self) -> dict:

@@ -66,10 +66,13 @@ if str(REPO) not in sys.path:  # `python scripts/proxy_study.py` puts only scrip
     sys.path.insert(0, str(REPO))
 
 import rundir  # noqa: E402
+from optim import TWO_PASS_SOURCES  # noqa: E402
 from scripts import make_figures as mf  # noqa: E402
 from scripts import sweep  # noqa: E402
 
 EXPERIMENTS = {"large": "proxy", "small": "proxy_small"}
+# the study's choice: every optimizer of the five figures (configs/optimizer/*.yaml but adamw) and the three
+# Gluon-MVR-3 readings, plus the small-batch pair of Fig. 2; each name is checked against its yaml
 VARIANT_IDS = ("muon", "muon_mvr1", "muon_mvr2", "muon_mvr3", "gluon", "gluon_mvr1", "gluon_mvr2",
                "gluon_mvr3", "gluon_mvr3_b", "gluon_mvr3_c", "gluon@small", "gluon_mvr1@small")
 LR_FACTORS = (1 / 3, 1.0, 3.0, 10.0)
@@ -156,7 +159,7 @@ class Variant:
     @property
     def passes(self) -> int:
         ref = rundir.optimizer_config(self.optimizer).get("reference", "none")
-        return 2 if ref in ("prev_params", "prev_batch") else 1
+        return 2 if ref in TWO_PASS_SOURCES else 1
 
     def default(self, key: str):
         cfg = rundir.optimizer_config(self.optimizer)

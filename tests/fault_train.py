@@ -28,9 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import train  # noqa: E402
+import train  # the test launches this file with the repository on PYTHONPATH
 
 RANK = int(os.environ.get("RANK", "0"))
 OUT = Path(os.environ["FAULT_DIR"]) if os.environ.get("FAULT_DIR") else None

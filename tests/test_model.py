@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,8 +80,14 @@ def test_tied_weights_are_one_tensor():
 
 
 def test_gpt124m_parameter_count_and_flops():
+    """GPT-124M as the trainer builds it: configs/model/gpt124m.yaml (with the default GPT-2 vocabulary and
+    the figure experiments' 1024-token sequences)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "model" / "gpt124m.yaml"
+    yaml_cfg = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "name"}
     with torch.device("meta"):
-        m = GPT(GPTConfig())
+        m = GPT(GPTConfig(**yaml_cfg, seq_len=1024))
     c = m.cfg
     d, L = c.d_model, c.n_layer
     assert (c.vocab_size, L, c.n_head, c.head_dim, d, c.seq_len) == (50304, 12, 6, 128, 768, 1024)

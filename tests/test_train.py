@@ -14,7 +14,9 @@ import torch
 import yaml
 from trainer_utils import OPTIMIZERS, REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
+import rundir
 import train
+from optim import TWO_PASS_SOURCES
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def test_every_optimizer_trains(tmp_path, data_dir, optimizer):
     rec = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rec] == list(range(1, 9))
     assert rec[-1]["train_loss"] < rec[0]["train_loss"] - 0.5, [r["train_loss"] for r in rec]
-    passes = 2 if optimizer in ("muon_mvr2", "muon_mvr3") or optimizer.startswith("gluon_mvr") else 1
+    passes = 2 if rundir.optimizer_config(optimizer).get("reference") in TWO_PASS_SOURCES else 1
     # two-pass references skip the pass with nothing to feed: the last look-ahead / the first previous batch
     assert summary["grad_evals"] == (8 if passes == 1 else 15)
     assert summary["tokens"] == summary["grad_evals"] * 8 * 64
@@ -127,7 +129,7 @@ def test_cli_single_process(tmp_path, data_dir):
                          text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step 2/2" in out.stdout and "tok/s" in out.stdout
-    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["completed"] is True
+    assert rundir.read_summary(tmp_path / "cli")["completed"] is True
 
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -176,7 +178,7 @@ def test_hydra_multirun_sweeps_optimizers_and_seeds(tmp_path, data_dir):
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir())
     assert runs == ["gluon_mvr1_s0", "gluon_mvr1_s1", "muon_s0", "muon_s1"]
     for r in runs:
-        assert json.loads((tmp_path / "sweep" / r / "summary.json").read_text())["completed"]
+        assert rundir.read_summary(tmp_path / "sweep" / r)["completed"]
 
 
 @pytest.mark.slow
@@ -194,7 +196,7 @@ def test_optuna_sweeper_tunes_the_learning_rate(tmp_path, data_dir):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path])))  # the plugin's path too
     assert out.returncode == 0, out.stderr[-3000:]
-    finals = {p.name: json.loads((p / "summary.json").read_text())["final_val_loss"]
+    finals = {p.name: rundir.read_summary(p)["final_val_loss"]
               for p in (tmp_path / "tune").iterdir()}
     assert len(finals) == 3, finals
     best = yaml.safe_load((tmp_path / "mr" / "optimization_results.yaml").read_text())

@@ -1,7 +1,7 @@
 """The tuned CPU proxy study: every optimizer of the papers' five figures, each at its own best learning rate
 (and β/q), three seeds, on a GPT whose hidden matrices hold most of the parameters. One command:
 
-    python scripts/proxy_study.py --results results/proxy --parallel 2       # 107 runs, ~61 min on 2 cores
+    python scripts/proxy_study.py --results results/proxy --parallel 2       # 107 runs: 65 min on 2 cores
     python scripts/proxy_study.py --dry-run                                  # what is done, what is next
     python scripts/proxy_study.py --report-only                              # tables and figures only
 

@@ -533,8 +533,13 @@ def check_resume_config(saved: dict[str, Any] | None, cfg, ckpt_path: Path, ckpt
 
 
 # ------------------------------------------------------------ distributed set-up, signals, lock
+DIST_BACKEND_CUDA = "cpu:gloo,cuda:nccl"  # NCCL alone cannot reduce a CPU tensor
+
+
 def setup_distributed(device_pref: Device):
-    """(rank, world_size, device). torchrun sets RANK/WORLD_SIZE; NCCL on GPU, gloo on CPU."""
+    """(rank, world_size, device). torchrun sets RANK/WORLD_SIZE. On GPUs the process group has NCCL for
+    CUDA tensors and gloo for CPU ones (the trainer's small control collectives: pre-flight agreement,
+    checkpoint finiteness, the probe's minimum); on CPUs gloo only."""
     use_cuda = torch.cuda.is_available() if device_pref == Device.auto else device_pref == Device.cuda
     if use_cuda and not torch.cuda.is_available():
         raise ConfigError(
@@ -553,7 +558,7 @@ def setup_distributed(device_pref: Device):
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None
+            backend=DIST_BACKEND_CUDA if use_cuda else "gloo", device_id=device if use_cuda else None
         )
     return rank, world, device
 
@@ -680,33 +685,38 @@ def is_oom(e: BaseException) -> bool:
 
 def probe_micro_seqs(per_rank: int, start: int, try_size, world: int, log=print) -> int:
     """The largest divisor of ``per_rank`` ≤ ``start`` for which ``try_size(m)`` (one forward+backward)
-    does not run out of memory, halving on each out-of-memory error; the minimum over ranks."""
+    does not run out of memory, halving on each out-of-memory error; the minimum over ranks. Any other
+    error (or none fitting) on one rank is raised on every rank, so no rank waits in the minimum."""
     candidates = sorted((m for m in range(1, per_rank + 1) if per_rank % m == 0 and m <= start), reverse=True)
-    chosen = None
+    chosen, error = None, None
     m = candidates[0]
-    while chosen is None:
+    while chosen is None and error is None:
         try:
             try_size(m)
             chosen = m
-        except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is retried; the rest goes to agree()
             if not is_oom(e):
-                raise
+                error = e
+                break
             smaller = [c for c in candidates if c <= m // 2]
             log(
                 f"micro-batch probe: {m} sequences ran out of memory"
                 + (f"; trying {smaller[0]}" if smaller else "")
             )
             if not smaller:
-                raise RuntimeError(
+                error = RuntimeError(
                     "micro-batch probe: even 1 sequence per micro-batch runs out of memory; use a "
                     "smaller model or data.seq_len"
-                ) from e
-            m = smaller[0]
+                )
+                error.__cause__ = e
+            else:
+                m = smaller[0]
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+    agree(world, error)
     if world > 1:
-        t = torch.tensor([chosen], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        t = torch.tensor([chosen])  # CPU: the gloo side of the process group
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         chosen = int(t.item())
     return chosen

@@ -49,6 +49,41 @@ def test_probe_uses_divisors_of_the_per_rank_batch_and_plain_runtime_oom():
     assert got == 12 and tried == [48, 24, 12]
 
 
+def _probe_worker(rank: int, world: int, store: str, out: str) -> None:
+    """Rank r fits up to 32 >> r sequences (rank 1 has less memory); rank 1 of the second probe fails
+    with a non-memory error. Writes what each rank got."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        got = train.probe_micro_seqs(64, 64, _fits_up_to(32 >> rank, []), world, log=lambda m: None)
+
+        def broken(m):
+            if rank == 1:
+                raise ValueError("rank 1: shape mismatch")
+
+        try:
+            train.probe_micro_seqs(64, 64, broken, world, log=lambda m: None)
+            second = "no error"
+        except Exception as e:  # noqa: BLE001
+            second = f"{type(e).__name__}: {e}"
+        Path(out.format(rank=rank)).write_text(json.dumps([got, second]))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.dist
+def test_probe_agrees_on_the_minimum_and_fails_together(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "rank{rank}.json")
+    mp.spawn(_probe_worker, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    r0, r1 = (json.loads(Path(out.format(rank=r)).read_text()) for r in (0, 1))
+    assert r0[0] == r1[0] == 16  # rank 0 fits 32, rank 1 only 16: both use 16
+    assert r1[1] == "ValueError: rank 1: shape mismatch"
+    assert r0[1].startswith("RuntimeError: another rank failed"), r0[1]
+
+
 def test_probe_reraises_other_errors_and_gives_up_below_one():
     def boom(m):
         raise ValueError("shape mismatch")
@@ -67,6 +102,21 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(ValueError, match=r"2 processes per node .* only 1 GPU.*--nproc_per_node=1"):
         train.setup_distributed(train.Device.auto)
+
+
+def test_gpu_process_group_also_serves_cpu_collectives(monkeypatch):
+    """On GPUs the trainer's control collectives (pre-flight agreement, checkpoint finiteness, the probe's
+    minimum) reduce CPU tensors, which NCCL alone cannot: the group pairs gloo (CPU) with NCCL (CUDA)."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    monkeypatch.setattr(train.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(train.dist, "init_process_group", lambda **kw: calls.append(kw))
+    for k, v in dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(k, v)
+    assert train.setup_distributed(train.Device.auto) == (1, 2, torch.device("cuda", 1))
+    assert calls == [dict(backend="cpu:gloo,cuda:nccl", device_id=torch.device("cuda", 1))]
 
 
 def test_peak_flops_table_and_override(monkeypatch):

@@ -450,6 +450,8 @@ RESUME_OPT_IN = {
     "differs from an uninterrupted run of the new length",
     "train.warmup_steps": "the LR schedule changes from the checkpoint on",
     "train.warmdown_frac": "the LR schedule changes from the checkpoint on",
+    "data.train_files": "for shards that moved (another path or glob): the resume is refused unless they are "
+    "the same shards (names, token counts and a content hash, in the same order)",
     "data.val_files": "validation losses after the checkpoint are measured on other data",
     "data.val_tokens": "validation losses after the checkpoint are measured on another number of tokens",
 }

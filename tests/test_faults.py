@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_utils import REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
+from trainer_utils import REPO, VOCAB, compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
 import train
 
@@ -477,6 +477,27 @@ def test_config_drift_is_refused_and_nothing_written(tmp_path, data_dir, finishe
     new = read_metrics(run_dir)
     assert [r["step"] for r in new] == list(range(1, 9))
     assert new[:6] == old
+
+
+def test_moved_shards_resume_when_opted_in_and_other_shards_do_not(tmp_path, data_dir, finished_run):
+    """data.train_files may change with resume_allow when the shards only moved: the continued curve equals
+    a continuation from the original path. Shards with the same names and sizes but other tokens are
+    refused by the loader's content hash."""
+    from data.synthetic import write_synthetic_shards
+
+    here = copy_run(finished_run, tmp_path / "here")
+    in_process(here, data_dir, steps=8, extra=["resume_allow=[train.steps]"])
+    moved_data = tmp_path / "moved"
+    shutil.copytree(data_dir, moved_data)
+    moved = copy_run(finished_run, tmp_path / "moved_run")
+    allow = "resume_allow=[train.steps,data.train_files,data.val_files]"
+    in_process(moved, moved_data, steps=8, extra=[allow])
+    assert_same_metrics(read_metrics(moved), read_metrics(here), what="resumed on moved shards")
+    other_data = tmp_path / "other"
+    write_synthetic_shards(other_data, train_tokens=200_000, val_tokens=20_000, vocab_size=VOCAB, seed=1)
+    other = copy_run(finished_run, tmp_path / "other_run")
+    with pytest.raises(ValueError, match="content"):
+        in_process(other, other_data, steps=8, extra=[allow])
 
 
 def test_config_drift_other_optimizer_family(tmp_path, data_dir):

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -1342,9 +1343,12 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
     )
     if resume_from is not None:
         if rank == 0:
-            rundir.read_metrics(
-                run_dir, repair=True
-            )  # a partial last line (power loss) is dropped, with a warning
+            with warnings.catch_warnings(record=True) as caught:  # into train.log as well as stderr
+                warnings.simplefilter("always")
+                rundir.read_metrics(run_dir, repair=True)  # a partial last line (power loss) is dropped
+            for w in caught:
+                log.print(f"warning: {w.message}")
+                warnings.warn(w.message, w.category, stacklevel=1)  # and on stderr, as before
             rundir.truncate_metrics(run_dir, start)
         log.print(
             f"resumed from {resume_from} at step {start}"

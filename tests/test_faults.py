@@ -684,6 +684,7 @@ def test_partial_last_metrics_line_is_dropped_on_resume(tmp_path, data_dir, monk
     with pytest.warns(UserWarning, match=re.escape(str(metrics))):
         in_process(run_dir, data_dir)
     assert metrics.read_bytes().endswith(b"}\n")
+    assert f"warning: {metrics}: line 7 (the last) is cut short" in (run_dir / "train.log").read_text()
     assert_same_metrics(read_metrics(run_dir), reference_in_process, what="after a cut-short metrics line")
 
 

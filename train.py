@@ -53,7 +53,7 @@ import rundir
 from data.loader import TrainLoader, ValLoader
 from data.shards import ShardError
 from model import GPT, LOSS_IMPLS, GPTConfig
-from optim import REFERENCE_SOURCES, VARIANTS
+from optim import MUON_SCALES, REFERENCE_SOURCES, VARIANTS
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume
@@ -73,9 +73,7 @@ Reference = Enum("Reference", {name: name for name in REFERENCE_SOURCES}, type=s
 Variant = Enum("Variant", {name: name for name in VARIANTS}, type=str)
 
 
-class Scale(Enum):
-    moonlight = "moonlight"
-    muon = "muon"
+Scale = Enum("Scale", {name: name for name in MUON_SCALES}, type=str)
 
 
 class Routing(Enum):

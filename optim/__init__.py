@@ -11,7 +11,7 @@ used by the tests.
 
 from .estimators import adam_direction_, ema, mars_correction, mvr2, mvr3, nesterov, storm
 from .gluon_mvr import VARIANT_ESTIMATORS, VARIANTS, GluonMVR
-from .muon_mvr import MuonMVR
+from .muon_mvr import MUON_SCALES, MuonMVR
 from .newton_schulz import NS_COEFFICIENTS, default_ns_dtype, newton_schulz
 from .param_groups import ROUTED_GROUPS, build_param_groups, check_coverage
 from .registry import (
@@ -29,6 +29,7 @@ from .sharded import REFERENCE_SOURCES, TWO_PASS_SOURCES, ShardedOptimizer
 __all__ = [
     "ESTIMATORS",
     "GEOMETRIES",
+    "MUON_SCALES",
     "NS_COEFFICIENTS",
     "REFERENCE_SOURCES",
     "ROUTED_GROUPS",

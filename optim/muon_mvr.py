@@ -15,6 +15,9 @@ from .validation import check_bool, check_choice
 ReferenceSource = Literal["none", "prev_step", "prev_params", "prev_batch"]
 
 
+MUON_SCALES = ("moonlight", "muon")  # the spectral scales MuonMVR offers (optim/README.md §3)
+
+
 class MuonMVR(ShardedOptimizer):
     """Muon with MARS-style momentum variance reduction (MVR1/2/3 of the MuonMVR paper), DDP-sharded.
 
@@ -84,4 +87,4 @@ class MuonMVR(ShardedOptimizer):
         )
 
     def _validate_group(self, group: dict[str, Any], where: str) -> None:
-        check_choice("scale" + where, group["scale"], ("moonlight", "muon"))
+        check_choice("scale" + where, group["scale"], MUON_SCALES)

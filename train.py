@@ -723,6 +723,16 @@ def probe_micro_seqs(per_rank: int, start: int, try_size, world: int, log=print)
     return chosen
 
 
+def probe_reserve_bytes(model: torch.nn.Module, world: int) -> int:
+    """Memory the micro-batch probe keeps free for what a real step adds to one forward+backward: the
+    optimizer state of this rank's share (at most 4 tensors per parameter element — G_t, M_t, h_t and a
+    look-ahead h — over ``world`` ranks) and the gradient-pass communication buffers (the packed send
+    buffer and its reduced share, at most 2 more copies): ``(4 / world + 2) · P`` float32 bytes for P
+    parameter elements."""
+    numel = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return int((4 / world + 2) * numel * 4)
+
+
 def lr_factor(step: int, tc: TrainCfg) -> float:
     """Optional linear warm-up, constant, then linear warm-down to 0 over the last warmdown_frac of steps."""
     if step < tc.warmup_steps:
@@ -1270,14 +1280,17 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     )
     if probe is not None:  # CUDA, max_micro_seqs=auto: the largest micro-batch that fits, same on every rank
+        reserve = probe_reserve_bytes(model, world)
 
         def try_size(m: int) -> None:
+            held = torch.empty(reserve, dtype=torch.uint8, device=device)  # what the step will add
             x = torch.randint(0, mc.vocab_size, (m, cfg.data.seq_len), device=device)
             try:
                 accumulate_grad(model, [(x, x)], autocast)
             finally:
                 for p in model.parameters():
                     p.grad = None
+                del held
 
         micro = probe_micro_seqs(cfg.batch.global_seqs // world, micro, try_size, world, log.print)
         loader = make_loader(micro)

@@ -84,6 +84,12 @@ def test_probe_agrees_on_the_minimum_and_fails_together(tmp_path):
     assert r0[1].startswith("RuntimeError: another rank failed"), r0[1]
 
 
+def test_probe_reserve_covers_state_and_buffers():
+    model = torch.nn.Linear(10, 10, bias=False)  # 100 elements
+    assert train.probe_reserve_bytes(model, 1) == (4 + 2) * 100 * 4
+    assert train.probe_reserve_bytes(model, 4) == (1 + 2) * 100 * 4
+
+
 def test_probe_reraises_other_errors_and_gives_up_below_one():
     def boom(m):
         raise ValueError("shape mismatch")

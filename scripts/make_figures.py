@@ -18,8 +18,10 @@ the figure's baseline (the first of figure.optimizers), paired by seed; validati
 processed (counting the extra gradient passes of two-pass estimators); and against training wall-clock
 (time_s: excludes evaluation and checkpoints; the x position is the mean over seeds). Lines are means over
 seeds with a marker at each evaluation; bands are mean +- sample std over seeds (none for one seed).
-Optimizers are named by their config's `label:` and drawn in a colour, dash pattern and marker fixed by
+Optimizers are named by their config's `label:` (readings of one method drawn side by side are all
+lettered: "Gluon-MVR-3 (A)" beside "(B)", "(C)") and drawn in a colour, dash pattern and marker fixed by
 their place in rundir.optimizer_names(), so every figure draws one optimizer alike, also in greyscale.
+Figures are WIDTH (4.6) inches wide, so that printed in a single column (3.3 in) no text is under 6 pt.
 
 A run that a figure needs and that is missing, incomplete, or trained on a different setting than the
 other runs of its figure is an error naming it; nothing is dropped silently. Writes <out>/<figure>.png and
@@ -34,7 +36,6 @@ import csv
 import math
 import re
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,11 +231,13 @@ PALETTE = ["#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#5
 LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1.2)), (0, (6, 1.5, 1.2, 1.5)), (0, (10, 2.5)),
               (0, (3, 1, 1, 1, 1, 1)), (0, (2, 3))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*", ">", "d"]
-# Sized for a figure about 5 in wide: at a single column (3.3 in) the text is still >= 6 pt.
-RC = {"font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9,
-      "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "lines.linewidth": 1.6,
-      "lines.markersize": 4.5, "axes.grid": True, "grid.alpha": 0.3, "pdf.fonttype": 42, "ps.fonttype": 42,
-      "savefig.dpi": 200}
+# Sized for a single column: a figure is at most WIDTH inches wide, so printed 3.3 in wide its smallest
+# text (9.5 pt) is still 9.5 x 3.3 / 4.6 = 6.8 pt (tests/test_figures.py measures this on the saved files).
+WIDTH = 4.6
+RC = {"font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9.5,
+      "ytick.labelsize": 9.5, "legend.fontsize": 9.5, "legend.title_fontsize": 9.5, "figure.titlesize": 10,
+      "lines.linewidth": 1.6, "lines.markersize": 4.5, "axes.grid": True, "grid.alpha": 0.3,
+      "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 200}
 
 
 def style(optimizer: str, fallback: int | None = None) -> dict:
@@ -329,27 +332,74 @@ def delta_limits(deltas: list[Delta]) -> tuple[float, float]:
     return padded(lo, hi, max(hi_all, 1e-3))
 
 
-def legend_label(c: Curve) -> str:
-    label = rundir.optimizer_label(c.optimizer)
+def figure_labels(optimizers: list[str]) -> dict[str, str]:
+    """How one figure names its optimizers: each config's `label:`, except that readings of one method drawn
+    side by side are all lettered. The configs letter the alternative readings ("Gluon-MVR-3 (B)", "(C)")
+    and leave the first one plain ("Gluon-MVR-3", reading A, as every other figure and table names it);
+    beside lettered siblings the plain one takes the first letter they leave free: "Gluon-MVR-3 (A)"."""
+    plain = {o: rundir.optimizer_label(o) for o in optimizers}
+    out = dict(plain)
+    for opt, label in plain.items():
+        taken = {m.group(1) for other in plain.values()
+                 if (m := re.fullmatch(re.escape(label) + r" \(([A-Z])\)", other))}
+        if taken:
+            out[opt] = f"{label} ({min(set('ABCDEFGHIJKLMNOPQRSTUVWXYZ') - taken)})"
+    return out
+
+
+def legend_label(c: Curve, label: str) -> str:
     if len(c.seeds) > 1:
         return f"{label}: {c.mean[-1]:.3f} ± {c.std[-1]:.3f}"
     return f"{label}: {c.mean[-1]:.3f}"
 
 
+def pack_lines(text: str, fits, breaks: str = r"(?<=[;,]) ") -> list[str]:
+    """`text` in lines that `fits(line)` accepts, broken at the spaces `breaks` matches (by default those
+    after a ';' or ',', so that no phrase such as "150 steps" or "Gluon 3.6e-4 (×1)" is split); a phrase too
+    long for a line of its own is broken between its words."""
+    lines: list[str] = []
+    for phrase in re.split(breaks, text):
+        if lines and fits(f"{lines[-1]} {phrase}"):
+            lines[-1] = f"{lines[-1]} {phrase}"
+        elif fits(phrase) or " " not in phrase:
+            lines.append(phrase)
+        else:
+            lines += pack_lines(phrase, fits, breaks=" ")
+    return lines
+
+
+def fits(fig, line: str, fontsize: float, share: float = 0.97) -> bool:
+    """Whether `line` at `fontsize` takes at most `share` of the figure's width."""
+    probe = fig.text(0, 0, line, fontsize=fontsize)
+    width = probe.get_window_extent(fig.canvas.get_renderer()).width
+    probe.remove()
+    return width <= share * fig.bbox.width
+
+
 def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path) -> list[Path]:
-    """Four panels (loss vs steps, Δ vs the baseline, loss vs tokens, loss vs wall-clock) and one legend
-    below them; writes `out` (PNG) and its PDF, returns both paths."""
+    """Four panels (loss vs steps, Δ vs the baseline, loss vs tokens, loss vs wall-clock) in two columns
+    WIDTH inches wide, a title and a legend below them; writes `out` (PNG) and its PDF, returns both paths.
+
+    `subtitle` is phrases separated by ', ' and '; ', wrapped between phrases to the figure's width; it
+    names optimizers as the legend does (figure_labels)."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
+    labels = figure_labels([c.optimizer for c in curves])
+    for opt, label in labels.items():
+        plain = rundir.optimizer_label(opt)
+        if label != plain:  # the plain name, where no letter follows it
+            subtitle = re.sub(re.escape(plain) + r"(?! \([A-Z]\))", label.replace("\\", r"\\"), subtitle)
     base = curves[0]
-    base_label = rundir.optimizer_label(base.optimizer)
     t_scale, t_label = time_axis(np.concatenate([c.time_s for c in curves]))
     tok_scale, tok_unit = token_unit(max(float(c.tokens[-1]) for c in curves))
     ylo, yhi = y_limits(curves)
     deltas = [delta(c, base) for c in curves[1:]]
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(2, 2, figsize=(5.2, 5.0), layout="constrained")
+        fig = plt.figure(figsize=(WIDTH, 5.6), layout="constrained")
+        renderer = fig.canvas.get_renderer()
+        title = [spec.title, *pack_lines(subtitle, lambda line: fits(fig, line, RC["figure.titlesize"]))]
+        axes = fig.subplots(2, 2)
         (ax_step, ax_delta), (ax_tok, ax_time) = axes
         panels = [(ax_step, "step", 1.0, "optimizer step"),
                   (ax_tok, "tokens", tok_scale, f"tokens processed ({tok_unit or 'tokens'}),\n"
@@ -360,7 +410,8 @@ def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path)
             for c in curves:
                 kw = style(c.optimizer)
                 x = getattr(c, attr) / scale
-                (line,) = ax.plot(x, c.mean, markevery=markevery(len(x)), label=legend_label(c), **kw)
+                (line,) = ax.plot(x, c.mean, markevery=markevery(len(x)),
+                                  label=legend_label(c, labels[c.optimizer]), **kw)
                 if len(c.seeds) > 1:
                     ax.fill_between(x, c.mean - c.std, c.mean + c.std, color=kw["color"], alpha=0.18, lw=0)
                 if ax is ax_step:
@@ -368,7 +419,7 @@ def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("validation loss")
             ax.set_ylim(ylo, yhi)
-            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.yaxis.set_major_locator(MaxNLocator(5))
         # Δ panel: the baseline is the zero line, in its own style
         ax_delta.axhline(0.0, **{k: v for k, v in style(base.optimizer).items() if k != "marker"}, lw=1.2)
@@ -379,18 +430,23 @@ def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path)
                 ax_delta.fill_between(d.step, d.mean - d.std, d.mean + d.std, color=kw["color"], alpha=0.18,
                                       lw=0)
         ax_delta.set_xlabel("optimizer step")
-        ax_delta.set_ylabel(f"Δ val. loss vs {base_label}")
+        ax_delta.set_ylabel(f"Δ val. loss\nvs {labels[base.optimizer]}")  # in two lines: within the panel
         ax_delta.set_ylim(*delta_limits(deltas))
-        ax_delta.xaxis.set_major_locator(MaxNLocator(5))
+        ax_delta.xaxis.set_major_locator(MaxNLocator(4))
         ax_delta.yaxis.set_major_locator(MaxNLocator(5))
         for ax, letter in zip(axes.flat, "abcd"):
-            ax.set_title(f"({letter})", loc="left", fontsize=9, pad=3)
-        fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(handles) > 1 else 1,
-                   title="final validation loss" + (" (mean ± std over seeds)"
-                                                    if any(len(c.seeds) > 1 for c in curves) else ""),
-                   title_fontsize=9, frameon=False, handlelength=3.2)
-        lines = [ln for part in subtitle.split("; ") for ln in textwrap.wrap(part, 64)]
-        fig.suptitle("\n".join([spec.title, *lines]), fontsize=10)
+            ax.set_title(f"({letter})", loc="left", pad=3)
+        fig.suptitle("\n".join(title))
+        legend_title = "final validation loss" + (" (mean ± std over seeds)"
+                                                  if any(len(c.seeds) > 1 for c in curves) else "")
+        for ncol in (2, 1):  # two columns if they fit in the figure's width, else one
+            legend = fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
+                                title=legend_title, frameon=False, handlelength=3.2, columnspacing=1.2)
+            if ncol == 1 or legend.get_window_extent(renderer).width <= 0.99 * fig.bbox.width:
+                break
+            legend.remove()
+        # the panels keep their height whatever the title's and the legend's lines take
+        fig.set_figheight(4.3 + 0.19 * (len(title) + 1 + math.ceil(len(handles) / ncol)))
         paths = save(fig, out)
         plt.close(fig)
     return paths
@@ -482,10 +538,9 @@ def build(results: Path, figures: list[str], seeds: list[int] | None = None, lar
         curves = [aggregate(opt, rs) for opt, rs in by_opt.items()]
         first = by_opt[spec.optimizers[0]][0].config
         n_seeds = sorted({len(rs) for rs in by_opt.values()})
-        subtitle = (f"{select(first, 'model.name')} model, {select(first, 'data.name')} data, "
-                    f"B={spec.batch} x {select(first, 'data.seq_len')} tokens, "
-                    f"{select(first, 'train.steps')} steps; "
-                    f"mean ± std over {'/'.join(map(str, n_seeds))} seeds")
+        subtitle = (f"{select(first, 'model.name')} model, {select(first, 'data.name')}, "
+                    f"{select(first, 'train.steps')} steps of {spec.batch}×{select(first, 'data.seq_len')} "
+                    f"tokens, {'/'.join(map(str, n_seeds))} seeds")
         png, pdf = plot_figure(spec, curves, subtitle, out / f"{spec.name}.png")
         pngs.append(png)
         pdfs.append(pdf)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ if str(REPO) not in sys.path:  # `python scripts/plot_runs.py` puts only scripts
     sys.path.insert(0, str(REPO))
 
 import rundir  # noqa: E402
-from scripts.make_figures import RC, markevery, padded, pyplot, save, style  # noqa: E402
+from scripts.make_figures import RC, WIDTH, fits, markevery, pack_lines, padded, pyplot, save, style  # noqa: E402
 
 
 def load(run_dir: Path) -> tuple[list[dict], dict]:
@@ -68,7 +67,7 @@ def main(argv=None) -> None:
 
     plt = pyplot()
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(5.0, 3.9), layout="constrained")
+        fig, ax = plt.subplots(figsize=(WIDTH, 3.6), layout="constrained")  # a single column's fonts
         for i, (run, (rec, cfg), opt) in enumerate(zip(args.runs, loaded, optimizers)):
             kw = style(opt) if own_styles else style("", fallback=i)
             label = f"{rundir.optimizer_label(opt)}, seed {cfg.get('seed')}" if opt else run.name
@@ -82,7 +81,8 @@ def main(argv=None) -> None:
         ax.set_ylim(*y_range([rec for rec, _ in loaded]))
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss (markers: validation,\nfaint: training)")
-        ax.set_title("\n".join(textwrap.wrap(title, 60)))
+        size = RC["axes.titlesize"]
+        ax.set_title("\n".join(pack_lines(title, lambda line: fits(fig, line, size))))
         fig.legend(loc="outside lower center", ncol=1, frameon=False, handlelength=3.2)
         for path in save(fig, args.out):
             print(f"wrote {path}")

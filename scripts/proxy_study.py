@@ -141,7 +141,8 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return f"{rundir.optimizer_label(self.optimizer)}"
+        """The config's label, lettered where the study compares readings ("Gluon-MVR-3 (A)")."""
+        return mf.figure_labels(sorted({v.split("@")[0] for v in VARIANT_IDS}))[self.optimizer]
 
     @property
     def family(self) -> str:
@@ -817,16 +818,18 @@ def plot_figures(st: Study, results: Path, out: Path, large: int, small: int, sa
 
 
 def plot_grid(st: Study, png: Path) -> list[Path]:
-    """Final validation loss at seed 0 against lr / paper lr, one panel per family and batch."""
+    """Final validation loss at seed 0 against lr / paper lr: one panel per family and batch, stacked in one
+    column (single-column width, make_figures' fonts), each legend to the right of its panel."""
     plt = mf.pyplot()
     panels: dict[tuple[str, int], list[Variant]] = {}
     for v in st.variants:
         panels.setdefault((v.family, v.batch), []).append(v)
     keys = sorted(panels, key=lambda k: (k[0] != "muon", -k[1]))
+    labels = mf.figure_labels(sorted({v.optimizer for v in st.variants}))
     with plt.rc_context(mf.RC):
-        fig, axes = plt.subplots(1, len(keys), figsize=(2.9 * len(keys), 3.3), layout="constrained",
-                                 squeeze=False)
-        for ax, key in zip(axes[0], keys):
+        fig, axes = plt.subplots(len(keys), 1, figsize=(mf.WIDTH, 0.6 + 1.9 * len(keys)),
+                                 layout="constrained", squeeze=False)
+        for ax, key in zip(axes[:, 0], keys):
             for v in panels[key]:
                 c = st.plan.choices[v]
                 pts = [(lr / v.paper_lr, st.val(v, lr, st.seeds[0])) for lr in c.grid]
@@ -834,15 +837,16 @@ def plot_grid(st: Study, png: Path) -> list[Path]:
                 if not pts:
                     continue
                 f, x = zip(*pts)
-                ax.plot(f, x, label=v.label, **mf.style(v.optimizer))
+                ax.plot(f, x, label=labels[v.optimizer], **mf.style(v.optimizer))
             ax.set_xscale("log")
             ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
-            ax.set_xlabel("lr / paper lr")
-            ax.set_ylabel(f"final val. loss, seed {st.seeds[0]}")
+            ax.set_ylabel("val. loss")
             fam = "Muon family" if key[0] == "muon" else "Gluon family"
-            ax.set_title(f"{fam}, B={key[1]}", fontsize=9)
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize=8)
-        fig.suptitle("Learning-rate grid (paper lr: Muon family 3e-3, Gluon family 3.6e-4)", fontsize=10)
+            ax.set_title(f"{fam}, B={key[1]}")
+            ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+        axes[-1, 0].set_xlabel("lr / paper lr")
+        fig.suptitle(f"Learning-rate grid, final val. loss at seed {st.seeds[0]}\n"
+                     "(paper lr: Muon family 3e-3, Gluon family 3.6e-4)")
         paths = mf.save(fig, png)
         plt.close(fig)
     return paths

@@ -136,6 +136,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def _golden_check(name, cfg, tmp_path):
+    """The run's train losses equal the committed golden curve's first steps (a constant-lr schedule, so a
+    shorter run is a prefix of a longer one)."""
     train.train(cfg)
     losses = [r["train_loss"] for r in read_metrics(cfg.run_dir)][:20]
     path = GOLDEN / f"{name}.json"
@@ -143,7 +145,9 @@ def _golden_check(name, cfg, tmp_path):
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps({"torch": torch.__version__, "losses": losses}, indent=1) + "\n")
     golden = json.loads(path.read_text())["losses"]
-    assert losses == pytest.approx(golden, abs=2e-3), "set UPDATE_GOLDEN=1 only for an intended change"
+    assert len(losses) <= len(golden)
+    assert losses == pytest.approx(golden[: len(losses)], abs=2e-3), \
+        "set UPDATE_GOLDEN=1 only for an intended change"
 
 
 @pytest.mark.slow
@@ -161,8 +165,9 @@ SHAKESPEARE = REPO / "data_cache" / "shakespeare"
 def test_golden_curve_quickstart(tmp_path):
     cfg = compose_cfg(["experiment=quickstart", "optimizer=muon_mvr1", f"run_dir={tmp_path / 'q'}",
                        f"data.train_files={SHAKESPEARE}/shakespeare_train_*.bin",
-                       f"data.val_files={SHAKESPEARE}/shakespeare_val_*.bin", "train.steps=20",
-                       "train.warmdown_frac=0", "train.val_every=0", "train.ckpt_every=0"])
+                       f"data.val_files={SHAKESPEARE}/shakespeare_val_*.bin", "train.steps=10",
+                       "train.warmdown_frac=0", "train.val_every=0", "train.ckpt_every=0",
+                       "data.val_tokens=2048"])  # 10 of the golden 20 steps; validation is not compared
     _golden_check("quickstart_muon_mvr1", cfg, tmp_path)
 
 

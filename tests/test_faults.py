@@ -416,12 +416,22 @@ def test_preemption_signal_to_the_torchrun_agent(tmp_path, data_dir, jobs, sig, 
 # ----------------------------------------------------------------------------- 3. another world size
 @pytest.mark.dist
 @pytest.mark.slow
-def test_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs, reference_2rank):
+def test_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs):
     """2 ranks killed after the step-3 checkpoint → 1 rank resumes it (optimizer state re-sharded) and is
-    killed after the step-6 checkpoint → 2 ranks resume that and finish. The curve equals the
-    uninterrupted 2-rank run to float tolerance (a sum over ranks is not bit-identical to one process)."""
+    killed after the step-6 checkpoint → 3 ranks resume that and finish. The curve equals the
+    uninterrupted 2-rank run to float tolerance: sums over another number of ranks round differently and
+    training amplifies that (uninterrupted 1-, 2- and 3-rank runs of this setting differ by up to 6e-4
+    relative at step 8), so rel 2e-3; a wrongly re-sharded optimizer state moves the loss by far more
+    (the exact re-sharding is tested in test_optim_dist.py). A global batch of 12 sequences and 24
+    validation sequences split over 1, 2 and 3 ranks."""
+    sizes = {"batch.global_seqs": 12, "batch.micro_seqs": 2, "data.val_tokens": 24 * 64}
+    ref_dir = tmp_path / "reference"
+    ref = jobs(tmp_path, "reference", overrides(ref_dir, data_dir, OPT2, **sizes), nproc=2)
+    ref.expect(lambda rc: rc == 0)
+    reference = read_metrics(ref_dir)
+    assert [r["step"] for r in reference] == list(range(1, STEPS + 1))
     run_dir = tmp_path / "run"
-    args = overrides(run_dir, data_dir, OPT2)
+    args = overrides(run_dir, data_dir, OPT2, **sizes)
     job = jobs(tmp_path, "2ranks", args, nproc=2, kill_after=4)
     job.expect(lambda rc: rc != 0)
     assert latest(run_dir) == "step_000003", job.tail()
@@ -430,10 +440,10 @@ def test_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs, reference_2
     assert "resumed from" in job.text() and "at step 3 (saved by 2 ranks, re-sharded onto 1)" in job.text(), \
         job.tail()
     assert latest(run_dir) == "step_000006"
-    job = jobs(tmp_path, "2ranks_again", args, nproc=2)
+    job = jobs(tmp_path, "3ranks", args, nproc=3)
     job.expect(lambda rc: rc == 0)
-    assert "at step 6 (saved by 1 ranks, re-sharded onto 2)" in job.text(), job.tail()
-    assert_same_metrics(read_metrics(run_dir), reference_2rank, rel=1e-4, what="2 → 1 → 2 ranks")
+    assert "at step 6 (saved by 1 ranks, re-sharded onto 3)" in job.text(), job.tail()
+    assert_same_metrics(read_metrics(run_dir), reference, rel=2e-3, what="2 → 1 → 3 ranks")
 
 
 # ----------------------------------------------------------------------------- 4. config drift

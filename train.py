@@ -415,7 +415,24 @@ def check_config(cfg) -> list[str]:
             list(cfg.resume_allow),
             f"{not_allowed} may never change on resume; allowed: {sorted(RESUME_OPT_IN)}",
         )
-    return unread_optimizer_keys(cfg)
+    notes = unread_optimizer_keys(cfg)
+    check_optimizer_values(cfg.optimizer, cfg.train.grad_clip)
+    return notes
+
+
+def check_optimizer_values(oc, grad_clip) -> None:
+    """Build the optimizer once on a three-parameter stand-in (an embedding, a matrix, a vector: every
+    routing group), so an out-of-range hyperparameter (momentum 1.0, q = 0, a plugin estimator's own
+    checks) is refused before any work, and on a resume as invalid rather than as a change."""
+
+    class StandIn(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wte = torch.nn.Embedding(4, 4)
+            self.proj = torch.nn.Linear(4, 4, bias=False)
+            self.gain = torch.nn.Parameter(torch.ones(4))
+
+    build_optimizer(oc, StandIn(), grad_clip)
 
 
 # keys that never change what is trained: they may differ between a checkpoint and its resumption
@@ -798,12 +815,26 @@ def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
                 **OmegaConf.to_container(oc.hparams),
             )
     except ValueError as e:
-        raise ConfigError(
-            f"optimizer {oc.name} (configs/optimizer/{oc.name}.yaml or its overrides): {e}. "
-            "Keys are optimizer.<name> (the optimizer's 'adamw_betas' is optimizer.betas)"
-        ) from None
+        raise ConfigError(optimizer_error(oc, str(e))) from None
     opt.grad_clip = grad_clip
     return opt
+
+
+OPTIMIZER_ARG_KEYS = {"adamw_betas": "betas", "adamw_eps": "eps", "adamw_weight_decay": "weight_decay"}
+
+
+def optimizer_error(oc, message: str) -> str:
+    """optim/'s "Invalid <name>: <value> (<why>)" in the trainer's terms: the config key optimizer.<key>
+    (or optimizer.hparams.<name> for family sharded), the value, why, and the file it came from."""
+    where = f"optimizer {oc.name}: configs/optimizer/{oc.name}.yaml or its overrides"
+    m = re.match(r"Invalid ([A-Za-z_]\w*)(?: \(param group\))?: (.*?) \((.*)\)$", message, re.S)
+    if m is None:
+        return f"{where}: {message}"
+    name, value, why = m.groups()
+    key = OPTIMIZER_ARG_KEYS.get(name, name)
+    if key not in OptimCfg.__dataclass_fields__ or (oc.family == Family.sharded and name in oc.hparams):
+        key = f"hparams.{name}"
+    return f"config key optimizer.{key}={value} is invalid: {why} ({where})"
 
 
 def accumulate_grad(model, micro_batches, autocast) -> torch.Tensor:

@@ -635,6 +635,8 @@ BAD = [
     ("model.vocab_size=100", "model.vocab_size"),
     ("train.warmup_steps=5", "train.warmup_steps"),  # overlaps the warm-down of 6 steps
     ("data.val_tokens=100", "data.val_tokens"),  # not whole sequences of 64 tokens
+    ("optimizer.momentum=1.0", "optimizer.momentum"),  # invalid, not reported as a change on resume
+    ("optimizer.betas=[0.9,1.2]", "optimizer.betas"),
 ]
 
 

@@ -416,6 +416,8 @@ def check_config(cfg) -> list[str]:
             f"{not_allowed} may never change on resume; allowed: {sorted(RESUME_OPT_IN)}",
         )
     notes = unread_optimizer_keys(cfg)
+    if cfg.optimizer.lr == 0:
+        notes.append("warning: optimizer.lr=0: the parameters will not move")
     check_optimizer_values(cfg.optimizer, cfg.train.grad_clip)
     return notes
 

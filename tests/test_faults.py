@@ -29,7 +29,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_utils import REPO, VOCAB, compose_cfg, read_metrics, small_run_overrides, write_test_shards
+from trainer_utils import (
+    REPO,
+    VOCAB,
+    Crash,
+    compose_cfg,
+    crash_after_checkpoint,
+    read_metrics,
+    small_run_overrides,
+    write_test_shards,
+)
 
 import train
 
@@ -670,26 +679,12 @@ def test_vocab_too_small_for_the_shards(tmp_path, data_dir):
 
 
 # ----------------------------------------------------------------------------- 8. a cut-short metrics line
-class Crash(RuntimeError):
-    pass
-
-
-def test_partial_last_metrics_line_is_dropped_on_resume(tmp_path, data_dir, monkeypatch,
-                                                        reference_in_process):
+def test_partial_last_metrics_line_is_dropped_on_resume(tmp_path, data_dir, reference_in_process):
     """A crash right after the step-6 checkpoint, then the torn first bytes of record 7 appended:
     resuming warns naming the file, drops the line, and the final curve is the uninterrupted one."""
     run_dir = tmp_path / "run"
-    real_save = train.Checkpointer.save
-
-    def save_then_crash(self, step, *a, **k):
-        real_save(self, step, *a, **k)
-        if step == 6:
-            raise Crash("simulated crash after the step-6 checkpoint")
-
-    monkeypatch.setattr(train.Checkpointer, "save", save_then_crash)
-    with pytest.raises(Crash):
+    with crash_after_checkpoint(6), pytest.raises(Crash):
         in_process(run_dir, data_dir)
-    monkeypatch.setattr(train.Checkpointer, "save", real_save)
     metrics = run_dir / "metrics.jsonl"
     with open(metrics, "ab") as f:
         f.write(b'{"step": 7, "train_lo')

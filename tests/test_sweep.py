@@ -10,7 +10,14 @@ import shutil
 import sys
 
 import pytest
-from trainer_utils import compose_cfg, read_metrics, small_run_overrides, write_test_shards
+from trainer_utils import (
+    Crash,
+    compose_cfg,
+    crash_after_checkpoint,
+    read_metrics,
+    small_run_overrides,
+    write_test_shards,
+)
 
 import rundir
 from scripts import sweep
@@ -96,12 +103,8 @@ def test_defaults_and_classification_follow_rundir(tmp_path):
         sweep.classify(run)
 
 
-class Crash(RuntimeError):
-    pass
-
-
 @pytest.mark.slow
-def test_skips_completed_runs_and_resumes_an_interrupted_one(tmp_path, data_dir, capsys, monkeypatch):
+def test_skips_completed_runs_and_resumes_an_interrupted_one(tmp_path, data_dir, capsys):
     import train
 
     results = tmp_path / "results"
@@ -110,17 +113,8 @@ def test_skips_completed_runs_and_resumes_an_interrupted_one(tmp_path, data_dir,
             str(results), "--parallel", "2", "--progress-every", "0"]
     # seed 0 is interrupted after its step-2 checkpoint, exactly as the sweep would have launched it
     run0 = sweep.plan(["fig1"], [0], ["gluon"], results, ex)[0]
-    real_save = train.Checkpointer.save
-
-    def save_then_crash(self, step, *a, **k):
-        real_save(self, step, *a, **k)
-        if step == 2:
-            raise Crash
-
-    monkeypatch.setattr(train.Checkpointer, "save", save_then_crash)
-    with pytest.raises(Crash):
+    with crash_after_checkpoint(2), pytest.raises(Crash):
         train.train(compose_cfg(run0.overrides))
-    monkeypatch.undo()
     d0, d1 = results / "gluon_b8_s0", results / "gluon_b8_s1"
     assert [r["step"] for r in read_metrics(d0)] == [1, 2] and not (d0 / "summary.json").exists()
 

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from trainer_utils import OPTIMIZERS, REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
+from trainer_utils import (
+    OPTIMIZERS,
+    REPO,
+    Crash,
+    compose_cfg,
+    crash_after_checkpoint,
+    read_metrics,
+    small_run_overrides,
+    write_test_shards,
+)
 
 import rundir
 import train
@@ -44,26 +53,13 @@ def test_every_optimizer_trains(tmp_path, data_dir, optimizer):
     assert log.startswith("git ") and '"torch"' in log and '"world_size": 1' in log
 
 
-class Crash(RuntimeError):
-    pass
-
-
 @pytest.mark.parametrize("optimizer", ["muon_mvr1", "muon_mvr2", "muon_mvr3", "gluon_mvr3"])
-def test_kill_and_resume_equals_uninterrupted(tmp_path, data_dir, optimizer, monkeypatch):
+def test_kill_and_resume_equals_uninterrupted(tmp_path, data_dir, optimizer):
     run(tmp_path / "straight", data_dir, optimizer, steps=7)
     straight = read_metrics(tmp_path / "straight")
 
-    real_save = train.Checkpointer.save
-
-    def save_then_crash(self, step, *a, **k):
-        real_save(self, step, *a, **k)
-        if step == 3:
-            raise Crash("simulated kill right after the step-3 checkpoint")
-
-    monkeypatch.setattr(train.Checkpointer, "save", save_then_crash)
-    with pytest.raises(Crash):
+    with crash_after_checkpoint(3), pytest.raises(Crash):
         run(tmp_path / "killed", data_dir, optimizer, steps=7)
-    monkeypatch.setattr(train.Checkpointer, "save", real_save)
     # one more record (step 4) may not have been written; resume must also drop stale ones
     run(tmp_path / "killed", data_dir, optimizer, steps=7)
     resumed = read_metrics(tmp_path / "killed")

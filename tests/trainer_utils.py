@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -21,6 +22,30 @@ def compose_cfg(overrides: list[str]):
 
 
 VOCAB = 512
+
+
+class Crash(RuntimeError):
+    """A simulated kill of the training process (raised by crash_after_checkpoint)."""
+
+
+@contextlib.contextmanager
+def crash_after_checkpoint(step: int):
+    """Inside the block, train.Checkpointer.save raises Crash right after it wrote the checkpoint of
+    `step`: the state a kill at that moment leaves behind."""
+    import train
+
+    real_save = train.Checkpointer.save
+
+    def save_then_crash(self, saved_step, *a, **k):
+        real_save(self, saved_step, *a, **k)
+        if saved_step == step:
+            raise Crash(f"simulated kill right after the step-{step} checkpoint")
+
+    train.Checkpointer.save = save_then_crash
+    try:
+        yield
+    finally:
+        train.Checkpointer.save = real_save
 
 
 def write_test_shards(out: Path) -> Path:

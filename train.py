@@ -356,8 +356,8 @@ def check_config(cfg) -> list[str]:
             f"must be a multiple of data.seq_len={cfg.data.seq_len} x {world} rank(s) = {unit}; "
             f"e.g. {lo or unit} or {hi}",
         )
-    mode = os.environ.get("WANDB_MODE")
-    if mode and mode not in WandbMode.__members__:
+    mode = wandb_mode(cfg)  # wandb.mode is an enum already; $WANDB_MODE, which wins, is not
+    if mode not in WandbMode.__members__:
         raise ConfigError(
             f"environment variable WANDB_MODE={mode!r} is invalid: choose one of "
             f"{list(WandbMode.__members__)}, or unset it to use wandb.mode"
@@ -1329,8 +1329,9 @@ def _train(cfg, rank, world, device, run_dir, ckpt, resume_from, saved, notes, s
         loader = make_loader(micro)
     error = None
     try:
-        val_seqs = cfg.data.val_tokens // cfg.data.seq_len // world  # whole (check_config)
-        val_micro = max(m for m in range(1, min(micro, val_seqs) + 1) if val_seqs % m == 0)
+        # the largest micro-batch <= the training one that splits the validation set (check_config: whole
+        # sequences, an equal number on every rank)
+        val_micro = micro_batch_size(cfg.data.val_tokens // cfg.data.seq_len, None, world, micro)
         val_loader = ValLoader(
             cfg.data.val_files,
             cfg.data.seq_len,

@@ -376,20 +376,18 @@ def fits(fig, line: str, fontsize: float, share: float = 0.97) -> bool:
     return width <= share * fig.bbox.width
 
 
-def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path) -> list[Path]:
+def plot_figure(spec: FigureSpec, curves: list[Curve], subtitle: str, out: Path,
+                labels: dict[str, str] | None = None) -> list[Path]:
     """Four panels (loss vs steps, Δ vs the baseline, loss vs tokens, loss vs wall-clock) in two columns
     WIDTH inches wide, a title and a legend below them; writes `out` (PNG) and its PDF, returns both paths.
 
-    `subtitle` is phrases separated by ', ' and '; ', wrapped between phrases to the figure's width; it
-    names optimizers as the legend does (figure_labels)."""
+    `subtitle` is phrases separated by ', ' and '; ', wrapped between phrases to the figure's width.
+    `labels` names the optimizers (default: figure_labels of the curves'); a subtitle that names them
+    should use the same names."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    labels = figure_labels([c.optimizer for c in curves])
-    for opt, label in labels.items():
-        plain = rundir.optimizer_label(opt)
-        if label != plain:  # the plain name, where no letter follows it
-            subtitle = re.sub(re.escape(plain) + r"(?! \([A-Z]\))", label.replace("\\", r"\\"), subtitle)
+    labels = labels or figure_labels([c.optimizer for c in curves])
     base = curves[0]
     t_scale, t_label = time_axis(np.concatenate([c.time_s for c in curves]))
     tok_scale, tok_unit = token_unit(max(float(c.tokens[-1]) for c in curves))

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -125,6 +126,13 @@ def lr_value(paper: float, factor: float) -> float:
     return float(f"{paper * factor:.3g}")
 
 
+@functools.cache
+def study_labels() -> dict[str, str]:
+    """How the study's figures and tables name the default variants' optimizers (read once): the configs'
+    labels, the Gluon-MVR-3 readings all lettered since the study compares them."""
+    return mf.figure_labels(sorted({v.split("@")[0] for v in VARIANT_IDS}))
+
+
 @dataclass(frozen=True)
 class Variant:
     optimizer: str
@@ -142,7 +150,7 @@ class Variant:
     @property
     def label(self) -> str:
         """The config's label, lettered where the study compares readings ("Gluon-MVR-3 (A)")."""
-        return mf.figure_labels(sorted({v.split("@")[0] for v in VARIANT_IDS}))[self.optimizer]
+        return study_labels().get(self.optimizer) or rundir.optimizer_label(self.optimizer)
 
     @property
     def family(self) -> str:
@@ -812,7 +820,8 @@ def plot_figures(st: Study, results: Path, out: Path, large: int, small: int, sa
                     f"B={spec.batch} x {mf.select(cfg, 'data.seq_len')} tokens, "
                     f"{mf.select(cfg, 'train.steps')} steps; each at its best lr (× paper): "
                     + ", ".join(settings) + f"; mean ± std over {'/'.join(map(str, n))} seeds")
-        paths += mf.plot_figure(spec, curves, subtitle, out / f"{spec.name}.png")
+        labels = {opt: by_key[(opt, spec.batch)].label for opt in spec.optimizers}
+        paths += mf.plot_figure(spec, curves, subtitle, out / f"{spec.name}.png", labels)
     paths += plot_grid(st, out / "lr_grid.png")
     return paths
 
@@ -825,7 +834,6 @@ def plot_grid(st: Study, png: Path) -> list[Path]:
     for v in st.variants:
         panels.setdefault((v.family, v.batch), []).append(v)
     keys = sorted(panels, key=lambda k: (k[0] != "muon", -k[1]))
-    labels = mf.figure_labels(sorted({v.optimizer for v in st.variants}))
     with plt.rc_context(mf.RC):
         fig, axes = plt.subplots(len(keys), 1, figsize=(mf.WIDTH, 0.6 + 1.9 * len(keys)),
                                  layout="constrained", squeeze=False)
@@ -837,7 +845,7 @@ def plot_grid(st: Study, png: Path) -> list[Path]:
                 if not pts:
                     continue
                 f, x = zip(*pts)
-                ax.plot(f, x, label=labels[v.optimizer], **mf.style(v.optimizer))
+                ax.plot(f, x, label=v.label, **mf.style(v.optimizer))
             ax.set_xscale("log")
             ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
             ax.set_ylabel("val. loss")

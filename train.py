@@ -52,6 +52,7 @@ from omegaconf import MISSING, OmegaConf
 import rundir
 from data.loader import TrainLoader, ValLoader
 from data.shards import ShardError
+from harness.memory import retain_freed_memory
 from model import GPT, LOSS_IMPLS, GPTConfig
 from optim import MUON_SCALES, REFERENCE_SOURCES, VARIANTS
 
@@ -1217,6 +1218,10 @@ def train(cfg) -> dict:
     """Train one run. Order: check the config; set up ranks; lock run_dir; compare with the checkpoint;
     build model, optimizer and data; only then write anything into run_dir; train; summarize."""
     config_notes = check_config(cfg)
+    try:  # CPU steps reuse freed buffers instead of re-faulting them (harness/memory.py)
+        retain_freed_memory()
+    except ValueError as e:  # a bad $MVR_CPU_HEAP
+        raise ConfigError(str(e)) from None
     exit_with_parent()
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)

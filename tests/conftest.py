@@ -6,6 +6,8 @@
 * Any socket connection to a non-loopback address fails at once (gloo on 127.0.0.1 and
   FileStore rendezvous keep working).
 * ``gpu`` tests are skipped without CUDA.
+* Freed CPU memory stays in the process (harness/memory.py), as in every training run, so tests that
+  build large buffers do not re-fault them ($MVR_CPU_HEAP=release measures the suite without it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from harness.memory import retain_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject's pytest `pythonpath`
 
@@ -31,6 +35,7 @@ _OFFLINE_ENV = {
     "TORCHINDUCTOR_CACHE_DIR": str(_SCRATCH / "inductor"),
 }
 os.environ.update(_OFFLINE_ENV)
+retain_freed_memory()
 
 _real_connect = socket.socket.connect
 

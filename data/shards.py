@@ -36,7 +36,12 @@ _REMEDY = {
 
 
 class ShardError(ValueError):
-    """A shard file is missing, malformed or holds ids outside the vocabulary."""
+    """A shard file is missing, malformed or holds ids outside the vocabulary. ``path`` is the file (when
+    one is to blame); ``token_id`` the first id found outside the vocabulary (None for other problems)."""
+
+    def __init__(self, message: str, path: Path | None = None, token_id: int | None = None) -> None:
+        super().__init__(message)
+        self.path, self.token_id = path, token_id
 
 
 def shard_name(prefix: str, split: str, index: int) -> str:
@@ -52,8 +57,8 @@ def _remedy(path: Path) -> str:
     return f"Delete {path} and make a good copy with: {how}"
 
 
-def _fail(path: Path, problem: str) -> ShardError:
-    return ShardError(f"{path}: {problem}. {_remedy(path)}")
+def _fail(path: Path, problem: str, token_id: int | None = None) -> ShardError:
+    return ShardError(f"{path}: {problem}. {_remedy(path)}", path=path, token_id=token_id)
 
 
 def write_shard(path: str | os.PathLike, tokens, vocab_size: int = VOCAB_SIZE) -> Path:
@@ -132,6 +137,7 @@ def check_ids(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int = VOC
                 Path(path),
                 f"token id {int(chunk[bad])} at token {start + lo + bad} is outside the vocabulary "
                 f"(ids must be < {vocab_size})",
+                token_id=int(chunk[bad]),
             )
 
 

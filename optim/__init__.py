@@ -5,7 +5,7 @@ The math is in small pure functions (:mod:`optim.newton_schulz`, :mod:`optim.est
 :mod:`optim.updates`), registered as estimators and geometries in :mod:`optim.registry`;
 :mod:`optim.sharded` is the one sharded optimizer that consumes them (layout in
 :mod:`optim.buckets`, collectives in :mod:`optim.comm`); :mod:`optim.muon_mvr` and
-:mod:`optim.gluon_mvr` are named presets; :mod:`optim.reference` is a slow, literal float64 oracle
+:mod:`optim.gluon_mvr` are named presets; :mod:`optim.oracle` is a slow, literal float64 oracle
 used by the tests.
 """
 
@@ -25,6 +25,7 @@ from .registry import (
     register_geometry,
 )
 from .sharded import REFERENCE_SOURCES, TWO_PASS_SOURCES, ShardedOptimizer
+from .validation import HyperparameterError
 
 __all__ = [
     "ESTIMATORS",
@@ -39,6 +40,7 @@ __all__ = [
     "Estimator",
     "Geometry",
     "GluonMVR",
+    "HyperparameterError",
     "MuonMVR",
     "ShardedOptimizer",
     "adam_direction_",

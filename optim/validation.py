@@ -1,7 +1,8 @@
 """Hyperparameter checks shared by the registry and the optimizers.
 
-Every error reads ``Invalid <name>[ (param group)]: <value> (<what would work>)`` so the user sees
-the key, the value and the fix before any step is taken.
+Every error is a :class:`HyperparameterError` that reads ``Invalid <name>[ (param group)]: <value> (<what
+would work>)`` so the user sees the key, the value and the fix before any step is taken; a caller that
+speaks in its own terms (the trainer's config keys) reads its ``name``, ``value`` and ``why`` fields.
 """
 
 from __future__ import annotations
@@ -13,8 +14,20 @@ from typing import Any
 Check = Callable[[str, Any], None]  # (name as the user spells it, value) -> None or ValueError
 
 
-def bad(name: str, value: Any, why: str) -> ValueError:
-    return ValueError(f"Invalid {name}: {value!r} ({why})")
+PARAM_GROUP = " (param group)"  # suffix of a name checked on one param group's override
+
+
+class HyperparameterError(ValueError):
+    """An out-of-range or ill-typed hyperparameter: ``name`` as the optimizer spells it (without the
+    param-group suffix), the offending ``value`` and ``why`` (what would work)."""
+
+    def __init__(self, name: str, value: Any, why: str) -> None:
+        super().__init__(f"Invalid {name}: {value!r} ({why})")
+        self.name, self.value, self.why = name.removesuffix(PARAM_GROUP), value, why
+
+
+def bad(name: str, value: Any, why: str) -> HyperparameterError:
+    return HyperparameterError(name, value, why)
 
 
 def check_float(

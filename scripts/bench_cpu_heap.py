@@ -8,6 +8,7 @@ validation loss, which must be identical. Defaults: the quick start's shapes on 
 
     python scripts/bench_cpu_heap.py                       # 30 quick-start steps, muon
     python scripts/bench_cpu_heap.py --steps 20 -- optimizer=muon_mvr2 train.val_every=10
+    python scripts/bench_cpu_heap.py --base "" --steps 150 -- experiment=proxy optimizer=gluon_mvr1
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ MODES = ("release", "retain")
 
 def run_once(mode: str, overrides: list[str], steps: int, run_dir: Path) -> dict:
     """One training run in a child process; its CPU times and faults from getrusage(RUSAGE_CHILDREN)."""
-    cmd = [sys.executable, str(REPO / "train.py"), *BASE, *overrides, f"train.steps={steps}",
+    cmd = [sys.executable, str(REPO / "train.py"), *overrides, f"train.steps={steps}",
            f"train.log_every={steps}", f"run_dir={run_dir}", "resume=never"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "MVR_CPU_HEAP": mode},
@@ -53,7 +54,11 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=1, help="runs per mode, alternating release/retain")
+    ap.add_argument("--base", default=" ".join(BASE),
+                    help="overrides before those after `--` (default: the quick start's shapes on "
+                         "synthetic data; '' for none)")
     args = ap.parse_args(argv)
+    extra = args.base.split() + extra
 
     runs: dict[str, list[dict]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="bench-cpu-heap-") as tmp:
@@ -63,7 +68,7 @@ def main(argv=None) -> dict:
                 print(f"[{mode} {r + 1}/{args.repeats}] {runs[mode][-1]}", flush=True)
 
     med = {m: {k: statistics.median(run[k] for run in runs[m]) for k in runs[m][0]} for m in MODES}
-    print(f"\n{args.steps} steps of train.py {' '.join(BASE + extra)}  (median of {args.repeats} run(s))")
+    print(f"\n{args.steps} steps of train.py {' '.join(extra)}  (median of {args.repeats} run(s))")
     print(f"{'MVR_CPU_HEAP':<13}{'ms/step':>9}{'user s':>9}{'sys s':>8}{'sys/user':>10}{'faults/step':>13}"
           f"  final val loss")
     for m in MODES:

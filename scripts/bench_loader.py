@@ -17,12 +17,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.loader import TrainLoader  # noqa: E402
-from data.synthetic import write_synthetic_shards  # noqa: E402
+from data.loader import TrainLoader
+from data.synthetic import write_synthetic_shards
 
 
 def bench(files: str, seq_len: int, global_seqs: int, micro_seqs: int, steps: int,

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -27,9 +26,8 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import rundir  # noqa: E402
-from optim import newton_schulz  # noqa: E402
+from harness import rundir
+from optim import newton_schulz
 
 PRESETS = {  # d_model, layers, mlp ratio
     "gpt124m": (768, 12, 4),
@@ -50,9 +48,10 @@ def build_variant(name: str, params: list[torch.nn.Parameter], ns_dtype: str) ->
     from omegaconf import OmegaConf
 
     import train
+    from harness.config import OptimCfg
 
     config, overrides = (name, {}) if name not in EXTRA_VARIANTS else EXTRA_VARIANTS[name]
-    oc = OmegaConf.merge(OmegaConf.structured(train.OptimCfg), rundir.optimizer_config(config), overrides)
+    oc = OmegaConf.merge(OmegaConf.structured(OptimCfg), rundir.optimizer_config(config), overrides)
     if ns_dtype != "default":
         oc.ns_dtype = ns_dtype
     holder = torch.nn.Module()

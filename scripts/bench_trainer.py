@@ -12,13 +12,11 @@ Prints both per-step times and the overhead ratio (target: <= 5% for the tiny mo
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> dict:
@@ -38,7 +36,7 @@ def main(argv=None) -> dict:
     import train
     from data.loader import TrainLoader
     from data.synthetic import write_synthetic_shards
-    from model import GPT, GPTConfig
+    from harness.batching import micro_batch_size, micro_cap
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     write_synthetic_shards(tmp / "data", train_tokens=1_000_000, val_tokens=20_000)
@@ -52,10 +50,9 @@ def main(argv=None) -> dict:
 
     # bare loop: same model/optimizer/batches, nothing else
     torch.manual_seed(cfg.seed)
-    mc = cfg.model
-    model = GPT(GPTConfig(n_layer=mc.n_layer, n_head=mc.n_head, head_dim=mc.head_dim, seq_len=args.seq_len))
+    model = train.build_model(cfg)
     opt = train.build_optimizer(cfg.optimizer, model)
-    micro = train.micro_batch_size(args.global_seqs, None, 1, train.micro_cap(cfg.train))
+    micro = micro_batch_size(args.global_seqs, None, 1, micro_cap(cfg.train))
     loader = TrainLoader(cfg.data.train_files, args.seq_len, args.global_seqs, micro)
     batches = [loader.batch(s) for s in range(args.steps + 1)]
     null = contextlib.nullcontext()
@@ -70,7 +67,7 @@ def main(argv=None) -> dict:
 
     with redirect_stdout(io.StringIO()):
         train.train(cfg)
-    import rundir
+    from harness import rundir
 
     rec = rundir.read_metrics(tmp / "run")
     skip = max(2, args.steps // 5)  # warm-up steps excluded from both

@@ -63,10 +63,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import rundir
 
-import rundir  # noqa: E402  (after the path set-up: the script runs as `python scripts/gpu_check.py`)
+REPO = Path(__file__).resolve().parents[1]
 
 BASELINE = "muon"
 OPTIMIZER_RUNS = ("muon", "muon_mvr1", "gluon", "gluon_mvr1")

@@ -14,17 +14,14 @@ evaluations (val_loss); the faint line is the training loss. The y-range shows t
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python scripts/plot_runs.py` puts only scripts/ on the path
-    sys.path.insert(0, str(REPO))
+from harness import rundir
+from scripts.figure_style import RC, WIDTH, fits, markevery, pack_lines, padded, pyplot, save, style
 
-import rundir  # noqa: E402
-from scripts.make_figures import RC, WIDTH, fits, markevery, pack_lines, padded, pyplot, save, style  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def load(run_dir: Path) -> tuple[list[dict], dict]:

@@ -25,8 +25,9 @@ batch; gluon and gluon_mvr1 also at the small batch (``name@small`` on the comma
 A phase is planned as soon as what it depends on has finished, and the loop runs until nothing is left,
 at most --parallel runs at a time (scripts/sweep.py's launcher, one thread per run, niced by --nice).
 Completed runs (rundir.completion) are skipped, so an interrupted study resumes where it stopped. A run
-whose loss or parameters became non-finite is recorded as diverged (a `diverged.json` beside its metrics)
-and counts as an infinite loss; any other failure stops the study, naming the run and its log.
+whose loss, parameters or optimizer state became non-finite is diverged (train.py records it in its
+summary.json: status "diverged", harness/rundir.py) and counts as an infinite loss; any other failure
+stops the study, naming the run and its log.
 
 Run directories, each a normal train.py run directory (config.yaml, metrics.jsonl, summary.json, train.log;
 ckpt/ is deleted once the run is complete, and the launcher's copy of the log with it):
@@ -49,7 +50,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import json
 import math
 import os
 import re
@@ -62,14 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python scripts/proxy_study.py` puts only scripts/ on the path
-    sys.path.insert(0, str(REPO))
+from harness import rundir
+from optim import TWO_PASS_SOURCES
+from scripts import figure_style as fs
+from scripts import make_figures as mf
+from scripts import sweep
 
-import rundir  # noqa: E402
-from optim import TWO_PASS_SOURCES  # noqa: E402
-from scripts import make_figures as mf  # noqa: E402
-from scripts import sweep  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 EXPERIMENTS = {"large": "proxy", "small": "proxy_small"}
 # the study's choice: every optimizer of the five figures (configs/optimizer/*.yaml but adamw) and the three
@@ -93,8 +92,6 @@ ALTERNATIVES = {
 FIGURES = ("fig1", "fig2", "fig3", "fig4", "muon_mvr")
 READINGS = mf.FigureSpec("gluon_mvr3_readings", "Gluon vs the three readings of Gluon-MVR-3, B=512",
                          ["gluon", "gluon_mvr3", "gluon_mvr3_b", "gluon_mvr3_c"], 512)
-DIVERGED = "diverged.json"
-NONFINITE = re.compile(r"FloatingPointError: ([^\n]*)")  # train.py: a non-finite loss, parameter or state
 
 
 class StudyError(RuntimeError):
@@ -308,13 +305,12 @@ def make_plan(variants: list[Variant], outcome, factors=LR_FACTORS, seeds=SEEDS,
 
 # ----------------------------------------------------------------------------- run state
 def diverged(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / DIVERGED
-    if not path.exists():
-        return None
+    """{"reason": ...} for a run that stopped on a non-finite value (its summary.json says so), else None."""
     try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return {"reason": f"{path} is unreadable"}
+        reason = rundir.diverged(run_dir)
+    except ValueError as e:  # an unreadable summary.json
+        return {"reason": str(e)}
+    return None if reason is None else {"reason": reason}
 
 
 def read_outcome(results: Path, steps: int | None):
@@ -394,18 +390,15 @@ def classify(run: sweep.Run) -> None:
 
 
 def mark_diverged(run: sweep.Run, say) -> bool:
-    """Record a failed run as diverged if its log says the loss or parameters became non-finite."""
-    log = run.run_dir / "launcher.out"
-    text = log.read_text(errors="replace") if log.exists() else ""
-    m = NONFINITE.search(text)
-    if not m:
+    """True for a failed run that stopped on a non-finite value (its summary.json says so): its
+    checkpoints go, and it counts as an infinite loss."""
+    info = diverged(run.run_dir)
+    if info is None:
         return False
-    rec = rundir.last_record(run.run_dir)
-    info = {"reason": m.group(1), "last_finite_step": rec["step"] if rec else 0}
-    (run.run_dir / DIVERGED).write_text(json.dumps(info, indent=2) + "\n")
     sweep.drop_ckpt(run, say)
-    say(f"diverged [{run.index}] {run.label}: {m.group(1)} (recorded in {sweep.display_path(run.run_dir)}/"
-        f"{DIVERGED}; it counts as an infinite loss)")
+    where = f"{sweep.display_path(run.run_dir)}/{rundir.SUMMARY}"
+    say(f"diverged [{run.index}] {run.label}: {info['reason']} (recorded in {where}; it counts as an "
+        "infinite loss)")
     return True
 
 
@@ -829,13 +822,13 @@ def plot_figures(st: Study, results: Path, out: Path, large: int, small: int, sa
 def plot_grid(st: Study, png: Path) -> list[Path]:
     """Final validation loss at seed 0 against lr / paper lr: one panel per family and batch, stacked in one
     column (single-column width, make_figures' fonts), each legend to the right of its panel."""
-    plt = mf.pyplot()
+    plt = fs.pyplot()
     panels: dict[tuple[str, int], list[Variant]] = {}
     for v in st.variants:
         panels.setdefault((v.family, v.batch), []).append(v)
     keys = sorted(panels, key=lambda k: (k[0] != "muon", -k[1]))
-    with plt.rc_context(mf.RC):
-        fig, axes = plt.subplots(len(keys), 1, figsize=(mf.WIDTH, 0.6 + 1.9 * len(keys)),
+    with plt.rc_context(fs.RC):
+        fig, axes = plt.subplots(len(keys), 1, figsize=(fs.WIDTH, 0.6 + 1.9 * len(keys)),
                                  layout="constrained", squeeze=False)
         for ax, key in zip(axes[:, 0], keys):
             for v in panels[key]:
@@ -845,7 +838,7 @@ def plot_grid(st: Study, png: Path) -> list[Path]:
                 if not pts:
                     continue
                 f, x = zip(*pts)
-                ax.plot(f, x, label=v.label, **mf.style(v.optimizer))
+                ax.plot(f, x, label=v.label, **fs.style(v.optimizer))
             ax.set_xscale("log")
             ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
             ax.set_ylabel("val. loss")
@@ -855,7 +848,7 @@ def plot_grid(st: Study, png: Path) -> list[Path]:
         axes[-1, 0].set_xlabel("lr / paper lr")
         fig.suptitle(f"Learning-rate grid, final val. loss at seed {st.seeds[0]}\n"
                      "(paper lr: Muon family 3e-3, Gluon family 3.6e-4)")
-        paths = mf.save(fig, png)
+        paths = fs.save(fig, png)
         plt.close(fig)
     return paths
 

@@ -41,7 +41,6 @@ run is recognised by those alone), which keeps a many-run CPU sweep's disk use s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -52,19 +51,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python scripts/sweep.py` puts only scripts/ on the path
-    sys.path.insert(0, str(REPO))
+from harness import rundir
 
-import rundir  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MANAGED_KEYS = ("experiment", "optimizer", "seed", "run_dir", "run_name")
-# config keys that may differ between an existing run directory and the planned run
-# (optimizer.label only names the optimizer in figures; model.loss_impl/loss_chunk choose how the same loss
-# is computed, and runs from before those keys existed lack them)
-IGNORED_KEYS = ("figure", "run_name", "run_dir", "resume", "device", "compile", "wandb",
-                "train.log_every", "train.ckpt_every", "optimizer.label", "model.loss_impl",
-                "model.loss_chunk")
 
 
 # ----------------------------------------------------------------------------- planning
@@ -103,25 +94,14 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def strip_keys(cfg: dict, keys) -> dict:
-    out = json.loads(json.dumps(cfg))
-    for key in keys:
-        *parents, last = key.split(".")
-        node = out
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return out
-
-
 def config_diff(a: dict, b: dict) -> list[str]:
-    """Keys whose values differ, as 'key: a -> b': the trainer's own comparison (train.config_changes),
-    so the sweep refuses exactly what a resume would refuse (keys newer than a run's config count as
-    unchanged at their defaults)."""
-    import train
+    """Keys whose values differ, as 'key: a -> b': the trainer's own comparison
+    (harness/checkpoint.py `config_changes`, which skips the keys harness/config.py declares free on
+    resume), so the sweep refuses exactly what a resume would refuse (keys newer than a run's config
+    count as unchanged at their defaults)."""
+    from harness.checkpoint import config_changes
 
-    return [f"{k}: {va!r} -> {vb!r}" for k, va, vb in train.config_changes(a, b)]
+    return [f"{k}: {va!r} -> {vb!r}" for k, va, vb in config_changes(a, b)]
 
 
 class Composer:
@@ -130,7 +110,7 @@ class Composer:
     def __init__(self):
         from hydra import initialize_config_dir
 
-        import train  # noqa: F401  (registers the dataclass schema "base_schema" the defaults list names)
+        import harness.config  # noqa: F401  (registers the schema "base_schema" the defaults list names)
 
         self._ctx = initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None)
         self._ctx.__enter__()
@@ -177,8 +157,7 @@ def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None,
                     cfg["run_dir"] = display_path(run_dir)
                     if run_dir in runs:
                         first = runs[run_dir]
-                        diff = config_diff(strip_keys(first.config, IGNORED_KEYS),
-                                           strip_keys(cfg, IGNORED_KEYS))
+                        diff = config_diff(first.config, cfg)
                         if diff:
                             raise SystemExit(
                                 f"error: {first.experiments[0]} and {exp} both need {display_path(run_dir)} "
@@ -205,7 +184,7 @@ def classify(run: Run) -> None:
     d = run.run_dir
     old = rundir.read_config(d)
     if old is not None:
-        diff = config_diff(strip_keys(old, IGNORED_KEYS), strip_keys(run.config, IGNORED_KEYS))
+        diff = config_diff(old, run.config)
         if diff:
             raise SystemExit(
                 f"error: {display_path(d)} holds a run with a different config than planned for {run.label}: "

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import train  # the test launches this file with the repository on PYTHONPATH
+from harness import checkpoint, distributed
 
 RANK = int(os.environ.get("RANK", "0"))
 OUT = Path(os.environ["FAULT_DIR"]) if os.environ.get("FAULT_DIR") else None
@@ -55,7 +56,7 @@ def _write(name: str, text: str) -> None:
 
 
 _signalled = {"name": None}
-_real_handle = train.StopSignal._handle
+_real_handle = distributed.StopSignal._handle
 
 
 def _handle(self, signum, frame) -> None:
@@ -91,7 +92,7 @@ def _optimizer_step(model, optimizer, batch, step, steps, autocast):
     return _real_step(model, optimizer, batch, step, steps, autocast)
 
 
-_real_atomic_save = train.atomic_save
+_real_atomic_save = checkpoint.atomic_save
 
 
 def _atomic_save(obj, path):
@@ -103,9 +104,9 @@ def _atomic_save(obj, path):
             _die()
 
 
-train.StopSignal._handle = _handle
+distributed.StopSignal._handle = _handle
 train.optimizer_step = _optimizer_step
-train.atomic_save = _atomic_save
+checkpoint.atomic_save = _atomic_save
 
 if __name__ == "__main__":
     # train.main's config_path is relative to train.py only when train.py is the script itself

@@ -6,6 +6,7 @@ from omegaconf.errors import ValidationError
 from trainer_utils import OPTIMIZERS, compose_cfg
 
 import train
+from harness.batching import micro_batch_size
 
 EXPERIMENTS = ["fig1", "fig2", "fig3", "fig4", "muon_mvr", "quickstart"]
 
@@ -14,7 +15,7 @@ EXPERIMENTS = ["fig1", "fig2", "fig3", "fig4", "muon_mvr", "quickstart"]
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_optimizer_batch_composes(optimizer, batch):
     cfg = compose_cfg([f"optimizer={optimizer}", f"batch={batch}"])
-    train.check_config(cfg)
+    train.check_before_work(cfg)
     assert cfg.optimizer.name == optimizer
     assert cfg.batch.global_seqs == int(batch[1:])
     assert cfg.run_dir == f"runs/{optimizer}_{batch}_s0"
@@ -26,7 +27,7 @@ def test_experiment_composes_with_each_of_its_optimizers(experiment):
     assert cfg.figure.name == experiment and cfg.figure.optimizers
     for opt in cfg.figure.optimizers:
         c = compose_cfg([f"experiment={experiment}", f"optimizer={opt}", "seed=3"])
-        train.check_config(c)
+        train.check_before_work(c)
         assert c.optimizer.name == opt and c.run_dir.endswith("s3") and experiment in c.run_dir
 
 
@@ -62,11 +63,11 @@ def test_bad_choice_names_key_and_choices(key, value):
 
 def test_indivisible_batch_says_which_values_work():
     with pytest.raises(ValueError, match=r"batch.micro_seqs=5 .* valid values: \[1, 2, 4, 8, 16, 32, 64\]"):
-        train.micro_batch_size(128, 5, world=2, cap=64)
+        micro_batch_size(128, 5, world=2, cap=64)
     with pytest.raises(ValueError, match="cannot be split over 3 ranks"):
-        train.micro_batch_size(128, None, world=3, cap=64)
-    assert train.micro_batch_size(512, None, world=8, cap=64) == 64
-    assert train.micro_batch_size(128, None, world=1, cap=48) == 32
+        micro_batch_size(128, None, world=3, cap=64)
+    assert micro_batch_size(512, None, world=8, cap=64) == 64
+    assert micro_batch_size(128, None, world=1, cap=48) == 32
 
 
 def test_lr_schedule_constant_then_linear_warmdown():

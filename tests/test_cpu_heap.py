@@ -13,7 +13,7 @@ from conftest import REPO
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 # Allocates, touches and frees a 412 MB buffer (the chunked loss's logits at the quick start's shapes)
-# twelve times and prints the minor page faults of the last ten rounds (those of a training step's steady state).
+# twelve times, and prints the minor page faults of the last ten rounds (a training step's steady state).
 _LOOP = """
 import resource, sys, torch
 from harness.memory import retain_freed_memory

@@ -41,6 +41,7 @@ from trainer_utils import (
 )
 
 import train
+from harness import rundir
 
 WRAPPER = Path(__file__).with_name("fault_train.py")
 STEPS = 8  # small_run_overrides: checkpoints and validation at steps 3, 6 and 8
@@ -530,6 +531,15 @@ def test_config_drift_other_optimizer_family(tmp_path, data_dir):
 
 
 # ----------------------------------------------------------------------------- 5. non-finite values
+def assert_diverged(run_dir: Path, steps: int, why: str) -> None:
+    """summary.json records the divergence: status, the last recorded step, and why (no log parsing)."""
+    summary = rundir.read_summary(run_dir)
+    assert summary["status"] == rundir.STATUS_DIVERGED and summary["completed"] is False, summary
+    assert summary["steps"] == steps and why in summary["error"], summary
+    assert rundir.diverged(run_dir) == summary["error"]
+    assert not rundir.completion(run_dir)[0]
+
+
 def test_exploding_lr_stops_at_a_finite_checkpoint(tmp_path, data_dir):
     """optimizer.lr=1e30 with a checkpoint every step: FloatingPointError naming the last good
     checkpoint, which loads and is finite; LATEST names it; rerunning fails the same way."""
@@ -548,6 +558,7 @@ def test_exploding_lr_stops_at_a_finite_checkpoint(tmp_path, data_dir):
     written = [p.name for p in (run_dir / "ckpt").glob("step_*")]
     assert written == [named.name], f"only the last good checkpoint may exist: {written}"
     assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, step + 1))
+    assert_diverged(run_dir, steps=step, why=f"at step {step + 1}")
     with pytest.raises(FloatingPointError, match=re.escape(str(named))):
         in_process(run_dir, data_dir, extra=extra)  # resumes from it, and it loads
     assert latest(run_dir) == named.name
@@ -579,6 +590,7 @@ def test_poisoned_gradient_stops_at_a_finite_checkpoint(tmp_path, data_dir, monk
         in_process(run_dir, data_dir, extra=["train.ckpt_every=1"])
     assert latest(run_dir) == "step_000004"
     assert_checkpoint_finite(run_dir / "ckpt" / "step_000004")
+    assert_diverged(run_dir, steps=4, why="non-finite parameters at step 5")
 
 
 def test_non_finite_optimizer_state_is_never_checkpointed(tmp_path, data_dir, monkeypatch):
@@ -601,6 +613,7 @@ def test_non_finite_optimizer_state_is_never_checkpointed(tmp_path, data_dir, mo
     assert latest(run_dir) == "step_000003"
     assert not (run_dir / "ckpt" / "step_000004").exists()
     assert_checkpoint_finite(run_dir / "ckpt" / "step_000003")
+    assert_diverged(run_dir, steps=4, why="optimizer state is not finite at step 4")  # step 4 was recorded
 
 
 # ----------------------------------------------------------------------------- 6. the run_dir lock

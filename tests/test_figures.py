@@ -19,7 +19,8 @@ from matplotlib.text import Text
 from PIL import Image
 
 import optim
-import rundir
+from harness import rundir
+from scripts import figure_style as fs
 from scripts import make_figures as mf
 from scripts import plot_runs
 from scripts import proxy_study as ps
@@ -235,15 +236,15 @@ def test_figure_has_a_delta_panel_markers_and_a_legend_outside(tmp_path, monkeyp
 
 def test_styles_follow_the_optimizer_order_and_differ_within_every_figure():
     names = rundir.optimizer_names()
-    styles = [mf.style(n) for n in names]
-    assert styles == [mf.style(n) for n in names]  # deterministic
+    styles = [fs.style(n) for n in names]
+    assert styles == [fs.style(n) for n in names]  # deterministic
     assert len({s["color"] for s in styles}) == len(names)
-    assert mf.style(names[1]) == dict(color=mf.PALETTE[1], linestyle=mf.LINESTYLES[1], marker=mf.MARKERS[1])
+    assert fs.style(names[1]) == dict(color=fs.PALETTE[1], linestyle=fs.LINESTYLES[1], marker=fs.MARKERS[1])
     for name in FIGURES:
         opts = mf.figure_spec(name, None, None).optimizers
         for key in ("color", "marker"):
-            assert len({mf.style(o)[key] for o in opts}) == len(opts), (name, key)
-        assert len({str(mf.style(o)["linestyle"]) for o in opts}) == len(opts), name  # greyscale-safe
+            assert len({fs.style(o)[key] for o in opts}) == len(opts), (name, key)
+        assert len({str(fs.style(o)["linestyle"]) for o in opts}) == len(opts), name  # greyscale-safe
 
 
 # ----------------------------------------------------------------------------- readable in print
@@ -262,8 +263,9 @@ def capture(monkeypatch) -> list[dict]:
                           fig=fig))
         return paths
 
-    monkeypatch.setattr(mf, "save", spy)  # make_figures and proxy_study
-    monkeypatch.setattr(plot_runs, "save", spy)  # imported by name
+    monkeypatch.setattr(fs, "save", spy)  # proxy_study (through the module)
+    monkeypatch.setattr(mf, "save", spy)  # make_figures and plot_runs import it by name
+    monkeypatch.setattr(plot_runs, "save", spy)
     return saved
 
 
@@ -398,11 +400,11 @@ def test_readings_of_one_method_are_lettered_where_they_are_compared():
 
 
 def test_a_long_subtitle_is_wrapped_between_phrases():
-    lines = mf.pack_lines("proxy model, shakespeare_bytes data, B=16 x 128 tokens, 150 steps; mean ± std",
+    lines = fs.pack_lines("proxy model, shakespeare_bytes data, B=16 x 128 tokens, 150 steps; mean ± std",
                           lambda line: len(line) <= 40)
     assert lines == ["proxy model, shakespeare_bytes data,", "B=16 x 128 tokens, 150 steps; mean ± std"]
     # a phrase too long for a line: between its words
-    assert mf.pack_lines("a phrase longer than any line, b", lambda line: len(line) <= 12) == [
+    assert fs.pack_lines("a phrase longer than any line, b", lambda line: len(line) <= 12) == [
         "a phrase", "longer than", "any line, b"]
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-import rundir
+from harness import rundir
 from scripts import gpu_check
 
 REPO = gpu_check.REPO

@@ -243,7 +243,7 @@ def test_closure_and_double_precision_default_dtype() -> None:
     [("muon_mvr", "mars_clip_moonlight", "lookahead_prev_params"), ("gluon", "mvr3", "last_prev_batch")],
 )
 def test_cuda_bf16_newton_schulz_close_to_float64_oracle(kind: str, name: str, mode: str) -> None:
-    from optim.reference import reference_run
+    from optim.oracle import oracle_run
 
     config = (W.MUON_CONFIGS if kind == "muon_mvr" else W.GLUON_CONFIGS)[name]
     case = W.make_case(3, seed=5)
@@ -259,7 +259,7 @@ def test_cuda_bf16_newton_schulz_close_to_float64_oracle(kind: str, name: str, m
         [None if (t == 1 and i == W.SOMETIMES_NONE) else g for i, g in enumerate(gs)]
         for t, gs in enumerate(case["grads"])
     ]
-    want = reference_run(
+    want = oracle_run(
         kind,
         case["X0"],
         lmos,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optim import default_ns_dtype, newton_schulz
-from optim.reference import ns_literal
+from optim.oracle import ns_literal
 
 
 def conditioned(shape: tuple[int, int], cond: float, seed: int) -> torch.Tensor:

@@ -45,7 +45,7 @@ def test_no_reference_outside_the_repository() -> None:
 
 def test_registered_estimator_trains_through_a_config(tmp_path, monkeypatch) -> None:
     """The README's yaml route: the example as the user's module, named in optimizer.plugins, trained by
-    family=sharded with no trainer edit."""
+    family=registered with no trainer edit."""
     from trainer_utils import compose_cfg, small_run_overrides, write_test_shards
 
     import train
@@ -53,7 +53,7 @@ def test_registered_estimator_trains_through_a_config(tmp_path, monkeypatch) -> 
     (tmp_path / "my_estimators.py").write_text(_example())
     monkeypatch.syspath_prepend(str(tmp_path))
     data = write_test_shards(tmp_path / "data")
-    extra = {"optimizer.family": "sharded", "optimizer.plugins": "[my_estimators]",
+    extra = {"optimizer.family": "registered", "optimizer.plugins": "[my_estimators]",
              "optimizer.estimator": "lion", "++optimizer.hparams.beta2": 0.95,
              "++optimizer.hparams.scale": "muon", "optimizer.lr": 0.02}
     summary = train.train(compose_cfg(small_run_overrides(tmp_path / "run", data, "muon", steps=2, **extra)))

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-import rundir
+from harness import rundir
 from scripts import proxy_study as ps
 
 STEPS = 4
@@ -130,7 +130,8 @@ def test_outcomes_from_run_directories_and_divergence(tmp_path):
     fake_run(tmp_path / "gluon_b16_lr3.6e-4_s0", 2.25)
     fake_run(tmp_path / "gluon_b16_lr1.2e-4_s0", 2.5, complete=False)  # stopped early: not finished
     (tmp_path / "gluon_b16_lr3.6e-3_s0").mkdir()
-    (tmp_path / "gluon_b16_lr3.6e-3_s0" / ps.DIVERGED).write_text('{"reason": "non-finite"}')
+    rundir.write_summary(tmp_path / "gluon_b16_lr3.6e-3_s0",
+                         {"completed": False, "status": rundir.STATUS_DIVERGED, "error": "non-finite"})
     out = ps.read_outcome(tmp_path, STEPS)
     assert out(ps.Spec(v, 3.6e-4, 0)) == 2.25
     assert out(ps.Spec(v, 1.2e-4, 0)) is None and out(ps.Spec(v, 1.08e-3, 0)) is None
@@ -138,22 +139,21 @@ def test_outcomes_from_run_directories_and_divergence(tmp_path):
     assert ps.read_outcome(tmp_path, STEPS + 1)(ps.Spec(v, 3.6e-4, 0)) is None  # another train.steps
 
 
-def test_a_failed_run_is_recorded_as_diverged_only_on_a_floating_point_error(tmp_path):
+def test_a_failed_run_is_diverged_only_when_its_summary_says_so(tmp_path):
     from scripts import sweep
 
     run = sweep.Run(run_dir=tmp_path / "r", optimizer="gluon", global_seqs=16, seed=0, steps=STEPS,
                     experiments=["lr 3.6e-3", "1 grid"], overrides=[], config={})
     fake_run(run.run_dir, 5.0, complete=False)
     (run.run_dir / "ckpt").mkdir()
-    (run.run_dir / "launcher.out").write_text("Traceback ...\nValueError: something else\n")
+    # another failure: the log mentions a FloatingPointError, but the run did not record a divergence
+    (run.run_dir / "launcher.out").write_text("Traceback ...\nFloatingPointError: from elsewhere\n")
     assert not ps.mark_diverged(run, print)
-    (run.run_dir / "launcher.out").write_text(
-        "Traceback ...\nFloatingPointError: non-finite training loss nan at step 4; nothing of this step was "
-        "saved. The last checkpoint is step 2\n")
+    rundir.write_summary(run.run_dir, {"completed": False, "status": rundir.STATUS_DIVERGED, "steps": 3,
+                                       "error": "non-finite training loss nan at step 4; nothing of this "
+                                                "step was saved"})
     assert ps.mark_diverged(run, print)
-    info = json.loads((run.run_dir / ps.DIVERGED).read_text())
-    assert info["reason"].startswith("non-finite training loss nan at step 4")
-    assert info["last_finite_step"] == 3
+    assert ps.diverged(run.run_dir)["reason"].startswith("non-finite training loss nan at step 4")
     assert not (run.run_dir / "ckpt").exists()
     ps.classify(run)
     assert run.status == "diverged"

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-import rundir
+from harness import rundir
 
 RECORDS = [dict(step=s, train_loss=6.0 - s / 10, tokens=64 * s) for s in range(1, 6)]
 RECORDS[-1]["val_loss"] = 5.25

@@ -19,7 +19,7 @@ from trainer_utils import (
     write_test_shards,
 )
 
-import rundir
+from harness import rundir
 from scripts import sweep
 
 STEPS = 4

@@ -23,8 +23,8 @@ from trainer_utils import (
     write_test_shards,
 )
 
-import rundir
 import train
+from harness import rundir
 from optim import TWO_PASS_SOURCES
 
 

@@ -16,6 +16,8 @@ import torch
 from trainer_utils import REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
 import train
+from harness import batching, distributed, metrics
+from harness.config import Device
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def _fits_up_to(limit: int, tried: list[int], error=torch.cuda.OutOfMemoryError)
                                                 (1, 1, [64, 32, 16, 8, 4, 2, 1])])
 def test_probe_halves_on_out_of_memory(limit, expect, tries):
     tried, log = [], []
-    assert train.probe_micro_seqs(512, 64, _fits_up_to(limit, tried), world=1, log=log.append) == expect
+    assert batching.probe_micro_seqs(512, 64, _fits_up_to(limit, tried), world=1, log=log.append) == expect
     assert tried == tries
     assert len(log) == len(tries) - 1 and all("ran out of memory" in m for m in log)
 
@@ -45,7 +47,7 @@ def test_probe_halves_on_out_of_memory(limit, expect, tries):
 def test_probe_uses_divisors_of_the_per_rank_batch_and_plain_runtime_oom():
     tried = []
     # 48 per rank: halving through the divisors 48 -> 24 -> 12; "out of memory" in a RuntimeError counts too
-    got = train.probe_micro_seqs(48, 48, _fits_up_to(20, tried, RuntimeError), world=1, log=lambda m: None)
+    got = batching.probe_micro_seqs(48, 48, _fits_up_to(20, tried, RuntimeError), world=1, log=lambda m: None)
     assert got == 12 and tried == [48, 24, 12]
 
 
@@ -56,14 +58,14 @@ def _probe_worker(rank: int, world: int, store: str, out: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        got = train.probe_micro_seqs(64, 64, _fits_up_to(32 >> rank, []), world, log=lambda m: None)
+        got = batching.probe_micro_seqs(64, 64, _fits_up_to(32 >> rank, []), world, log=lambda m: None)
 
         def broken(m):
             if rank == 1:
                 raise ValueError("rank 1: shape mismatch")
 
         try:
-            train.probe_micro_seqs(64, 64, broken, world, log=lambda m: None)
+            batching.probe_micro_seqs(64, 64, broken, world, log=lambda m: None)
             second = "no error"
         except Exception as e:  # noqa: BLE001
             second = f"{type(e).__name__}: {e}"
@@ -81,13 +83,13 @@ def test_probe_agrees_on_the_minimum_and_fails_together(tmp_path):
     r0, r1 = (json.loads(Path(out.format(rank=r)).read_text()) for r in (0, 1))
     assert r0[0] == r1[0] == 16  # rank 0 fits 32, rank 1 only 16: both use 16
     assert r1[1] == "ValueError: rank 1: shape mismatch"
-    assert r0[1].startswith("RuntimeError: another rank failed"), r0[1]
+    assert r0[1].startswith("RankFailed: another rank failed"), r0[1]  # a RuntimeError
 
 
 def test_probe_reserve_covers_state_and_buffers():
     model = torch.nn.Linear(10, 10, bias=False)  # 100 elements
-    assert train.probe_reserve_bytes(model, 1) == (4 + 2) * 100 * 4
-    assert train.probe_reserve_bytes(model, 4) == (1 + 2) * 100 * 4
+    assert batching.probe_reserve_bytes(model, 1) == (4 + 2) * 100 * 4
+    assert batching.probe_reserve_bytes(model, 4) == (1 + 2) * 100 * 4
 
 
 def test_probe_reraises_other_errors_and_gives_up_below_one():
@@ -95,9 +97,9 @@ def test_probe_reraises_other_errors_and_gives_up_below_one():
         raise ValueError("shape mismatch")
 
     with pytest.raises(ValueError, match="shape mismatch"):
-        train.probe_micro_seqs(64, 64, boom, world=1)
+        batching.probe_micro_seqs(64, 64, boom, world=1)
     with pytest.raises(RuntimeError, match="even 1 sequence"):
-        train.probe_micro_seqs(8, 8, _fits_up_to(0, []), world=1, log=lambda m: None)
+        batching.probe_micro_seqs(8, 8, _fits_up_to(0, []), world=1, log=lambda m: None)
 
 
 # ----------------------------------------------------------------------------- device checks, MFU, timing
@@ -107,7 +109,7 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(ValueError, match=r"2 processes per node .* only 1 GPU.*--nproc_per_node=1"):
-        train.setup_distributed(train.Device.auto)
+        distributed.setup_distributed(Device.auto)
 
 
 def test_gpu_process_group_also_serves_cpu_collectives(monkeypatch):
@@ -117,11 +119,11 @@ def test_gpu_process_group_also_serves_cpu_collectives(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
-    monkeypatch.setattr(train.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(train.dist, "init_process_group", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: calls.append(kw))
     for k, v in dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2").items():
         monkeypatch.setenv(k, v)
-    assert train.setup_distributed(train.Device.auto) == (1, 2, torch.device("cuda", 1))
+    assert distributed.setup_distributed(Device.auto) == (1, 2, torch.device("cuda", 1))
     assert calls == [dict(backend="cpu:gloo,cuda:nccl", device_id=torch.device("cuda", 1))]
 
 
@@ -131,25 +133,25 @@ def test_peak_flops_table_and_override(monkeypatch):
              ("NVIDIA A100-SXM4-40GB", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA GeForce RTX 4090", 165.2)]
     for name, tflops in table:
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda d, n=name: n)
-        assert train.peak_flops(cuda, None) == tflops * 1e12, name
+        assert metrics.peak_flops(cuda, None) == tflops * 1e12, name
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: "Mystery GPU 9000")
-    assert train.peak_flops(cuda, None) is None  # unknown: MFU omitted
-    assert train.peak_flops(cuda, 100.0) == 100e12
-    assert train.peak_flops(torch.device("cpu"), None) is None
+    assert metrics.peak_flops(cuda, None) is None  # unknown: MFU omitted
+    assert metrics.peak_flops(cuda, 100.0) == 100e12
+    assert metrics.peak_flops(torch.device("cpu"), None) is None
 
 
 def test_throughput_skips_warmup_and_two_pass_mfu():
-    thr = train.Throughput(warmup=2, flops_per_token=1e9, peak=1e15, world=2)
+    thr = metrics.Throughput(warmup=2, flops_per_token=1e9, peak=1e15, world=2)
     assert [thr.add(ms) for ms in (900.0, 500.0, 100.0, 120.0, 110.0)] == [False, False, True, True, True]
     assert thr.median_ms == 110.0
     assert thr.mfu(processed_tokens_per_s=1e6) == pytest.approx(1e9 * 1e6 / (2 * 1e15))
     # a two-pass run whose last step takes one pass: the run's processed rate is the two-pass steps'
-    two = train.Throughput(warmup=1, flops_per_token=1e9, peak=None, world=1)
+    two = metrics.Throughput(warmup=1, flops_per_token=1e9, peak=None, world=1)
     for ms, passes in ((900.0, 2), (200.0, 2), (200.0, 2), (200.0, 2), (100.0, 1)):
         two.add(ms, passes)
     assert two.median_processed_tok_s(1000) == pytest.approx(2 * 1000 / 0.2)
     assert two.mfu(1.0) is None
-    assert train.fmt_eta(3725) == "1:02:05"
+    assert metrics.fmt_eta(3725) == "1:02:05"
 
 
 # ----------------------------------------------------------------------------- wandb
@@ -258,20 +260,20 @@ def test_hydra_entry_returns_the_final_validation_loss(tmp_path, data_dir):
     assert value == json.loads((tmp_path / "h" / "summary.json").read_text())["final_val_loss"]
 
 
-# ----------------------------------------------------------------------------- family: sharded
-def test_any_registered_estimator_trains_through_family_sharded(tmp_path, data_dir):
-    """A new estimator needs no trainer edit: family=sharded names it, its hyperparameters go in
+# ----------------------------------------------------------------------------- family: registered
+def test_any_registered_estimator_trains_through_family_registered(tmp_path, data_dir):
+    """A new estimator needs no trainer edit: family=registered names it, its hyperparameters go in
     optimizer.hparams (a yaml's `hparams: {beta: 0.8}`, or `++optimizer.hparams.beta=0.8` on the command
     line; here the built-in STORM estimator with the two-pass reference)."""
-    extra = {"optimizer.family": "sharded", "optimizer.estimator": "storm",
+    extra = {"optimizer.family": "registered", "optimizer.estimator": "storm",
              "optimizer.reference": "prev_params", "optimizer.routing": "gluon",
              "++optimizer.hparams.beta": 0.8, "++optimizer.hparams.scale": "unscion",
              "++optimizer.hparams.embed_scale": 500.0, "optimizer.lr": 1e-3}
     cfg = compose_cfg(small_run_overrides(tmp_path / "s", data_dir, "gluon", steps=3, **extra))
     summary = train.train(cfg)
     assert summary["grad_evals"] == 5  # two passes a step, none extra at the last step
-    bad = compose_cfg(small_run_overrides(tmp_path / "b", data_dir, "gluon", steps=1,
-                                          **{"optimizer.family": "sharded", "optimizer.estimator": "nope"}))
+    extra = {"optimizer.family": "registered", "optimizer.estimator": "nope"}
+    bad = compose_cfg(small_run_overrides(tmp_path / "b", data_dir, "gluon", steps=1, **extra))
     with pytest.raises(ValueError, match="optimizer.estimator='nope'.*registered estimator"):
         train.train(bad)
     assert not (tmp_path / "b").exists()
@@ -333,7 +335,7 @@ def test_a_registered_geometry_trains_through_optimizer_lmos(tmp_path, data_dir,
     an unregistered name is refused naming the key."""
     (tmp_path / "my_geometry.py").write_text(GEOMETRY_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    extra = {"optimizer.family": "sharded", "optimizer.estimator": "ema",
+    extra = {"optimizer.family": "registered", "optimizer.estimator": "ema",
              "optimizer.plugins": "[my_geometry]", "+optimizer.lmos.hidden": "frobenius",
              "++optimizer.hparams.radius": 2.0, "optimizer.lr": 0.01}
     cfg = compose_cfg(small_run_overrides(tmp_path / "run", data_dir, "muon", steps=2, **extra))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-import rundir
-from rundir import read_metrics  # noqa: F401  (the trainer tests read runs the way the scripts do)
+from harness import rundir
+from harness.rundir import read_metrics  # noqa: F401  (the trainer tests read runs the way the scripts do)
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIMIZERS = rundir.optimizer_names()
@@ -30,22 +30,22 @@ class Crash(RuntimeError):
 
 @contextlib.contextmanager
 def crash_after_checkpoint(step: int):
-    """Inside the block, train.Checkpointer.save raises Crash right after it wrote the checkpoint of
+    """Inside the block, Checkpointer.save raises Crash right after it wrote the checkpoint of
     `step`: the state a kill at that moment leaves behind."""
-    import train
+    from harness.checkpoint import Checkpointer
 
-    real_save = train.Checkpointer.save
+    real_save = Checkpointer.save
 
     def save_then_crash(self, saved_step, *a, **k):
         real_save(self, saved_step, *a, **k)
         if saved_step == step:
             raise Crash(f"simulated kill right after the step-{step} checkpoint")
 
-    train.Checkpointer.save = save_then_crash
+    Checkpointer.save = save_then_crash
     try:
         yield
     finally:
-        train.Checkpointer.save = real_save
+        Checkpointer.save = real_save
 
 
 def write_test_shards(out: Path) -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from harness import rundir
+from harness.memory import retain_freed_memory
 from optim import newton_schulz
 
 PRESETS = {  # d_model, layers, mlp ratio
@@ -72,6 +73,7 @@ def sync(device: torch.device) -> None:
 
 def bench_rank(rank: int, world: int, cfg: dict[str, Any], store: str, out_dir: str) -> None:
     """Time every variant on this rank; writes ``out_dir/rank{rank}.json``."""
+    retain_freed_memory()  # as in training (harness/memory.py; MVR_CPU_HEAP=release turns it off)
     torch.set_num_threads(cfg["threads_per_rank"])
     warnings.simplefilter("ignore", FutureWarning)
     cuda = cfg["device"] == "cuda"

@@ -11,13 +11,14 @@ import math
 import pytest
 
 from harness import rundir
+from scripts import proxy_plan as pp
 from scripts import proxy_study as ps
 
 STEPS = 4
 
 
-def variant(opt: str, role: str = "large", batch: int = 16) -> ps.Variant:
-    return ps.Variant(opt, role, batch)
+def variant(opt: str, role: str = "large", batch: int = 16) -> pp.Variant:
+    return pp.Variant(opt, role, batch)
 
 
 def fake_run(d, val: float, steps: int = STEPS, optimizer: str = "gluon", batch: int = 16, seed: int = 0,
@@ -56,18 +57,18 @@ def names(plan) -> list[str]:
 # ----------------------------------------------------------------------------- planner
 def test_run_names_and_numbers():
     v = variant("gluon_mvr1")
-    assert ps.Spec(v, 3.6e-4, 0).name == "gluon_mvr1_b16_lr3.6e-4_s0"
-    assert ps.Spec(v, 1.08e-3, 2, ("beta", 0.95)).name == "gluon_mvr1_b16_lr1.08e-3_s2_beta0.95"
-    assert ps.Spec(variant("muon", "small", 4), 0.03, 1).name == "muon_b4_lr3e-2_s1"
-    assert [ps.fmt_lr(x) for x in (1e-3, 3.6e-4, 1.2e-4, 9e-3)] == ["1e-3", "3.6e-4", "1.2e-4", "9e-3"]
-    assert ps.lr_value(3.6e-4, 1 / 3) == 1.2e-4 and ps.lr_value(3e-3, 1 / 3) == 1e-3
-    assert [ps.fmt_factor(f) for f in (1 / 3, 0.1, 1.0, 30.0)] == ["×1/3", "×1/10", "×1", "×30"]
-    assert ps.Spec(v, 3.6e-4, 0, phase="1 grid").key == ps.Spec(v, 3.6e-4, 0, phase="2 best lr").key
+    assert pp.Spec(v, 3.6e-4, 0).name == "gluon_mvr1_b16_lr3.6e-4_s0"
+    assert pp.Spec(v, 1.08e-3, 2, ("beta", 0.95)).name == "gluon_mvr1_b16_lr1.08e-3_s2_beta0.95"
+    assert pp.Spec(variant("muon", "small", 4), 0.03, 1).name == "muon_b4_lr3e-2_s1"
+    assert [pp.fmt_lr(x) for x in (1e-3, 3.6e-4, 1.2e-4, 9e-3)] == ["1e-3", "3.6e-4", "1.2e-4", "9e-3"]
+    assert pp.lr_value(3.6e-4, 1 / 3) == 1.2e-4 and pp.lr_value(3e-3, 1 / 3) == 1e-3
+    assert [pp.fmt_factor(f) for f in (1 / 3, 0.1, 1.0, 30.0)] == ["×1/3", "×1/10", "×1", "×30"]
+    assert pp.Spec(v, 3.6e-4, 0, phase="1 grid").key == pp.Spec(v, 3.6e-4, 0, phase="2 best lr").key
 
 
 def test_phase1_grid_and_paper_seeds():
     vs = [variant("muon"), variant("gluon_mvr1"), variant("gluon", "small", 4)]
-    plan = ps.make_plan(vs, lambda spec: None)
+    plan = pp.make_plan(vs, lambda spec: None)
     assert plan.choices[vs[0]].grid == [1e-3, 3e-3, 9e-3, 3e-2]  # 3e-3 x {1/3, 1, 3, 10}
     assert plan.choices[vs[1]].grid == [1.2e-4, 3.6e-4, 1.08e-3, 3.6e-3]  # 3.6e-4 x ...
     assert names(plan)[:6] == ["muon_b16_lr1e-3_s0", "muon_b16_lr3e-3_s0", "muon_b16_lr9e-3_s0",
@@ -82,7 +83,7 @@ def test_best_lr_then_seeds_and_the_alternative():
     v = variant("gluon_mvr1")
     grid = [1.2e-4, 3.6e-4, 1.08e-3, 3.6e-3]
     vals = {("gluon_mvr1", lr, 0, None): x for lr, x in zip(grid, [2.5, 2.3, 2.2, 2.4])}
-    plan = ps.make_plan([v], outcome_from(vals))
+    plan = pp.make_plan([v], outcome_from(vals))
     assert plan.choices[v].best_lr == 1.08e-3 and plan.choices[v].extension is None  # interior: no extension
     phase2 = [s.name for s in plan.specs if s.phase == "2 best lr"]
     assert phase2 == ["gluon_mvr1_b16_lr1.08e-3_s1", "gluon_mvr1_b16_lr1.08e-3_s2"]
@@ -90,15 +91,15 @@ def test_best_lr_then_seeds_and_the_alternative():
     assert plan.specs[-1].phase == "3 alternative"
     assert plan.pending == ["gluon_mvr1: whether beta 0.95 beats beta 0.9"]
 
-    lost = ps.make_plan([v], outcome_from({**vals, ("gluon_mvr1", 1.08e-3, 0, ("beta", 0.95)): 2.25}))
+    lost = pp.make_plan([v], outcome_from({**vals, ("gluon_mvr1", 1.08e-3, 0, ("beta", 0.95)): 2.25}))
     assert lost.complete and lost.choices[v].alt_won is False and len(lost.specs) == 9  # 4 + 2 + 2 + 1
-    won = ps.make_plan([v], outcome_from({**vals, ("gluon_mvr1", 1.08e-3, 0, ("beta", 0.95)): 2.1}))
+    won = pp.make_plan([v], outcome_from({**vals, ("gluon_mvr1", 1.08e-3, 0, ("beta", 0.95)): 2.1}))
     assert won.complete and won.choices[v].alt_won is True
     assert names(won)[-2:] == ["gluon_mvr1_b16_lr1.08e-3_s1_beta0.95", "gluon_mvr1_b16_lr1.08e-3_s2_beta0.95"]
 
     # best = the paper's lr: its seeds 1, 2 are the paper-lr runs, not planned twice; Gluon has no alternative
     g = variant("gluon")
-    at_paper = ps.make_plan([g], outcome_from({("gluon", lr, 0, None): x for lr, x in
+    at_paper = pp.make_plan([g], outcome_from({("gluon", lr, 0, None): x for lr, x in
                                                zip([1.2e-4, 3.6e-4, 1.08e-3, 3.6e-3], [2.5, 2.1, 2.2, 2.4])}))
     assert at_paper.complete and at_paper.choices[g].best_lr == 3.6e-4 and len(at_paper.specs) == 6
 
@@ -106,23 +107,23 @@ def test_best_lr_then_seeds_and_the_alternative():
 def test_grid_edge_extension_divergence_and_ties():
     m = variant("muon")
     grid = {("muon", lr, 0, None): x for lr, x in zip([1e-3, 3e-3, 9e-3, 3e-2], [2.6, 2.4, 2.3, 2.2])}
-    plan = ps.make_plan([m], outcome_from(grid), alternatives={})
+    plan = pp.make_plan([m], outcome_from(grid), alternatives={})
     assert plan.choices[m].extension == 9e-2 and names(plan)[-1] == "muon_b16_lr9e-2_s0"
     assert plan.pending == ["muon: best lr, after the run beyond the grid's edge (9e-2)"]
-    diverged = ps.make_plan([m], outcome_from({**grid, ("muon", 9e-2, 0, None): math.inf}), alternatives={})
+    diverged = pp.make_plan([m], outcome_from({**grid, ("muon", 9e-2, 0, None): math.inf}), alternatives={})
     assert diverged.complete and diverged.choices[m].best_lr == 3e-2  # the diverged extension bounds it
     assert diverged.choices[m].grid == [1e-3, 3e-3, 9e-3, 3e-2, 9e-2]
-    better = ps.make_plan([m], outcome_from({**grid, ("muon", 9e-2, 0, None): 2.1}), alternatives={})
+    better = pp.make_plan([m], outcome_from({**grid, ("muon", 9e-2, 0, None): 2.1}), alternatives={})
     assert better.choices[m].best_lr == 9e-2 and better.choices[m].extension == 9e-2  # extended once only
 
     low = {("muon", lr, 0, None): x for lr, x in zip([1e-3, 3e-3, 9e-3, 3e-2], [2.1, 2.4, 2.5, math.inf])}
-    assert ps.make_plan([m], outcome_from(low), alternatives={}).choices[m].extension == 3e-4  # x 1/10
-    assert ps.make_plan([m], outcome_from(low), extend=None, alternatives={}).complete
+    assert pp.make_plan([m], outcome_from(low), alternatives={}).choices[m].extension == 3e-4  # x 1/10
+    assert pp.make_plan([m], outcome_from(low), extend=None, alternatives={}).complete
 
-    every = ps.make_plan([m], outcome_from({k: math.inf for k in grid}), alternatives={})
+    every = pp.make_plan([m], outcome_from({k: math.inf for k in grid}), alternatives={})
     assert every.pending == ["muon: every lr of the grid diverged; widen --lr-factors below them"]
-    assert ps.argmin_lr({1e-3: 2.0, 9e-3: 2.0, 3e-3: 2.5}, 3e-3) in (1e-3, 9e-3)
-    assert ps.argmin_lr({1e-3: 2.0, 3e-2: 2.0}, 3e-3) == 1e-3  # a tie goes to the lr nearer the paper's
+    assert pp.argmin_lr({1e-3: 2.0, 9e-3: 2.0, 3e-3: 2.5}, 3e-3) in (1e-3, 9e-3)
+    assert pp.argmin_lr({1e-3: 2.0, 3e-2: 2.0}, 3e-3) == 1e-3  # a tie goes to the lr nearer the paper's
 
 
 def test_outcomes_from_run_directories_and_divergence(tmp_path):
@@ -132,11 +133,11 @@ def test_outcomes_from_run_directories_and_divergence(tmp_path):
     (tmp_path / "gluon_b16_lr3.6e-3_s0").mkdir()
     rundir.write_summary(tmp_path / "gluon_b16_lr3.6e-3_s0",
                          {"completed": False, "status": rundir.STATUS_DIVERGED, "error": "non-finite"})
-    out = ps.read_outcome(tmp_path, STEPS)
-    assert out(ps.Spec(v, 3.6e-4, 0)) == 2.25
-    assert out(ps.Spec(v, 1.2e-4, 0)) is None and out(ps.Spec(v, 1.08e-3, 0)) is None
-    assert out(ps.Spec(v, 3.6e-3, 0)) == math.inf
-    assert ps.read_outcome(tmp_path, STEPS + 1)(ps.Spec(v, 3.6e-4, 0)) is None  # another train.steps
+    out = pp.read_outcome(tmp_path, STEPS)
+    assert out(pp.Spec(v, 3.6e-4, 0)) == 2.25
+    assert out(pp.Spec(v, 1.2e-4, 0)) is None and out(pp.Spec(v, 1.08e-3, 0)) is None
+    assert out(pp.Spec(v, 3.6e-3, 0)) == math.inf
+    assert pp.read_outcome(tmp_path, STEPS + 1)(pp.Spec(v, 3.6e-4, 0)) is None  # another train.steps
 
 
 def test_a_failed_run_is_diverged_only_when_its_summary_says_so(tmp_path):
@@ -148,14 +149,14 @@ def test_a_failed_run_is_diverged_only_when_its_summary_says_so(tmp_path):
     (run.run_dir / "ckpt").mkdir()
     # another failure: the log mentions a FloatingPointError, but the run did not record a divergence
     (run.run_dir / "launcher.out").write_text("Traceback ...\nFloatingPointError: from elsewhere\n")
-    assert not ps.mark_diverged(run, print)
+    assert not pp.mark_diverged(run, print)
     rundir.write_summary(run.run_dir, {"completed": False, "status": rundir.STATUS_DIVERGED, "steps": 3,
                                        "error": "non-finite training loss nan at step 4; nothing of this "
                                                 "step was saved"})
-    assert ps.mark_diverged(run, print)
-    assert ps.diverged(run.run_dir)["reason"].startswith("non-finite training loss nan at step 4")
+    assert pp.mark_diverged(run, print)
+    assert pp.diverged(run.run_dir)["reason"].startswith("non-finite training loss nan at step 4")
     assert not (run.run_dir / "ckpt").exists()
-    ps.classify(run)
+    pp.classify(run)
     assert run.status == "diverged"
 
 
@@ -206,7 +207,7 @@ def test_report_from_finished_runs(tmp_path, capsys):
         return round(x, 4)
 
     for _ in range(5):  # fill in what the plan asks for until it is complete
-        plan = ps.make_plan(vs, ps.read_outcome(results, STEPS))
+        plan = pp.make_plan(vs, pp.read_outcome(results, STEPS))
         for spec in plan.specs:
             if not (results / spec.name).exists():
                 fake_run(results / spec.name, loss(spec), optimizer=spec.variant.optimizer, seed=spec.seed)

@@ -251,10 +251,7 @@ def train(cfg) -> dict:
     """Train one run. Order: check the config; set up ranks; lock run_dir; compare with the checkpoint;
     build model, optimizer and data; only then write anything into run_dir; train; summarize."""
     notes = check_before_work(cfg)
-    try:  # CPU steps reuse freed buffers instead of re-faulting them (harness/memory.py)
-        retain_freed_memory()
-    except ValueError as e:  # a bad $MVR_CPU_HEAP
-        raise ConfigError(str(e)) from None
+    retain_freed_memory()  # CPU steps reuse freed buffers instead of re-faulting them (harness/memory.py)
     exit_with_parent()
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
@@ -263,7 +260,8 @@ def train(cfg) -> dict:
     try:
         with fail_together(world):
             lock = RunLock(run_dir) if rank == 0 else None
-            resume_from, saved = ckpt.resume_point(cfg, notes)
+            resume_from, saved, resume_notes = ckpt.resume_point(cfg)
+        notes += resume_notes
         return _run(cfg, rank, world, device, ckpt, resume_from, saved, notes, stop, log, lock)
     finally:
         stop.restore()
@@ -283,10 +281,10 @@ def _build(cfg, rank: int, world: int, device: torch.device, log: RunLog):
         optimizer = build_optimizer(cfg.optimizer, model, cfg.train.grad_clip)
         if rank == 0:
             write_synthetic_data_if_needed(cfg)
-    cap, probed = max_micro_seqs(cfg.train), False
+    probed = cfg.batch.micro_seqs is None and max_micro_seqs(cfg.train) is None and device.type == "cuda"
     with fail_together(world):
-        if cfg.batch.micro_seqs is None and cap is None and device.type == "cuda":
-            micro, probed = micro_batch_size(cfg.batch.global_seqs, None, world, 64), True
+        if probed:  # the probe starts from the largest micro-batch <= 64 that splits the batch
+            micro = micro_batch_size(cfg.batch.global_seqs, None, world, 64)
         else:
             micro = micro_batch_size(cfg.batch.global_seqs, cfg.batch.micro_seqs, world, micro_cap(cfg.train))
         loader = train_loader(cfg, micro, rank, world, device)

@@ -20,6 +20,13 @@ from data.shards import ShardError
 from harness.config import ConfigError, max_micro_seqs
 from harness.distributed import fail_together
 
+SHARD_IDS = 1 << 16  # a shard stores uint16 ids: every id a shard can hold is below this
+
+
+def shard_vocab(cfg) -> int:
+    """The vocabulary the loaders check every shard against: model.vocab_size, at most SHARD_IDS."""
+    return min(cfg.model.vocab_size, SHARD_IDS)
+
 
 def micro_batch_size(global_seqs: int, micro_seqs: int | None, world: int, cap: int) -> int:
     """Sequences per micro-batch: global_seqs = world * accum * micro, with accum a whole number."""
@@ -122,7 +129,7 @@ def probe_try_size(cfg, model: torch.nn.Module, world: int, autocast, forward_ba
 def vocab_error(e: ShardError, vocab_size: int) -> Exception:
     """A shard id ≥ model.vocab_size (but < 2^16, what a shard can hold) means the model is too small for
     the data, not a bad shard: a ConfigError that says so. Any other shard error is returned as it is."""
-    if e.token_id is None or e.token_id >= 1 << 16:
+    if e.token_id is None or e.token_id >= SHARD_IDS:
         return e
     return ConfigError(
         f"config key model.vocab_size={vocab_size} is too small for the data: {e.path} holds token "
@@ -153,7 +160,7 @@ def train_loader(cfg, micro: int, rank: int, world: int, device) -> TrainLoader:
             world_size=world,
             device=device,
             seed=cfg.seed,
-            vocab_size=min(cfg.model.vocab_size, 1 << 16),
+            vocab_size=shard_vocab(cfg),
         )
 
 
@@ -171,7 +178,7 @@ def val_loader(cfg, micro: int, rank: int, world: int, device) -> ValLoader:
             rank=rank,
             world_size=world,
             device=device,
-            vocab_size=min(cfg.model.vocab_size, 1 << 16),
+            vocab_size=shard_vocab(cfg),
         )
 
 

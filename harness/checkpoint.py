@@ -104,7 +104,7 @@ class Checkpointer:
 
     def should_save(self, done: int, stopping: bool = False) -> bool:
         """After step ``done``: every train.ckpt_every steps, at the last step, and when stopping."""
-        return (self.every and done % self.every == 0) or done == self.steps or stopping
+        return bool(self.every and done % self.every == 0) or done == self.steps or stopping
 
     def latest(self) -> Path | None:
         pointer = self.root / "LATEST"
@@ -118,9 +118,9 @@ class Checkpointer:
     def read_state(self, path: Path) -> dict:
         return torch.load(path / "state.pt", map_location="cpu", weights_only=False)
 
-    def resume_point(self, cfg, notes: list[str]) -> tuple[Path | None, dict | None]:
-        """(checkpoint to resume from, its state) under cfg.resume; None, None for a fresh run. Refuses a
-        checkpoint of another configuration (`check_resume_config`) and appends its notes."""
+    def resume_point(self, cfg) -> tuple[Path | None, dict | None, list[str]]:
+        """(checkpoint to resume from, its state, notes for the log) under cfg.resume; (None, None, []) for
+        a fresh run. Refuses a checkpoint of another configuration (`check_resume_config`)."""
         path = self.latest()
         if path is not None and cfg.resume == Resume.never:
             raise ConfigError(
@@ -130,10 +130,9 @@ class Checkpointer:
         if path is None and cfg.resume == Resume.must:
             raise ConfigError(f"resume=must but {cfg.run_dir}/{rundir.CKPT} has no checkpoint")
         if path is None:
-            return None, None
+            return None, None, []
         saved = self.read_state(path)
-        notes += check_resume_config(saved.get("config"), cfg, path, saved["step"])
-        return path, saved
+        return path, saved, check_resume_config(saved.get("config"), cfg, path, saved["step"])
 
     def last_good(self) -> str:
         """What to do after a non-finite value: the last good checkpoint, and how to go on."""

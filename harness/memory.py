@@ -15,7 +15,7 @@ It is called by `train.train()` (so every way of starting a run gets it: `python
 the quick start, sweeps, the proxy study) and by the test suite. On GPUs the device memory is cached by
 PyTorch's CUDA allocator already; this only concerns host-side buffers there. On a libc other than
 glibc (macOS, musl) it does nothing. `MVR_CPU_HEAP=release` turns it off (glibc's own behaviour),
-which is how `scripts/bench_trainer.py --heap` measures the difference.
+which is how `scripts/bench_cpu_heap.py` measures the difference.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import ctypes
 import ctypes.util
 import os
 import platform
+
+from harness.config import ConfigError
 
 ENV = "MVR_CPU_HEAP"  # retain (default) | release
 MODES = ("retain", "release")
@@ -34,10 +36,10 @@ _applied: str | None = None
 
 
 def heap_mode() -> str:
-    """The mode asked for by $MVR_CPU_HEAP (default 'retain'); a value outside MODES is an error."""
+    """The mode asked for by $MVR_CPU_HEAP (default 'retain'); a value outside MODES is a ConfigError."""
     mode = os.environ.get(ENV, "retain").strip() or "retain"
     if mode not in MODES:
-        raise ValueError(f"${ENV}={mode!r}: expected one of {', '.join(MODES)} (unset means retain)")
+        raise ConfigError(f"${ENV}={mode!r}: expected one of {', '.join(MODES)} (unset means retain)")
     return mode
 
 

@@ -11,7 +11,7 @@ from configs/experiment/<name>.yaml):
     fig4      the Gluon-MVR paper's Fig. 4: Gluon-MVR-3 (lr 3.6e-4, alpha 0.8, q 0.5) against Gluon
     muon_mvr  the MuonMVR paper: Muon vs MuonMVR MVR1 / MVR2 / MVR3, large batch
 
-Reads the run directories under --results through rundir.py (metrics.jsonl, with the config.yaml and
+Reads the run directories under --results through harness/rundir.py (metrics.jsonl, with the config.yaml and
 summary.json beside it to know which optimizer, global batch and seed the run is, and whether it finished).
 Each figure has four panels: validation loss against optimizer steps (as in the papers); its difference to
 the figure's baseline (the first of figure.optimizers), paired by seed; validation loss against tokens

@@ -3,12 +3,12 @@
     python scripts/plot_runs.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 \
         --out runs/quickstart/loss.png          # also writes runs/quickstart/loss.pdf
 
-Reads each run directory through rundir.py. A run is named by its optimizer's `label:` and its seed when its
-config.yaml says them (else by the directory name), and drawn in that optimizer's colour, dash pattern and
-marker (scripts/make_figures.py's; in list order when two runs share an optimizer). Markers are the
-evaluations (val_loss); the faint line is the training loss. The y-range shows the curves after the first
-10-20% of training, so the first steps' loss (about ln 50257 = 10.8) does not flatten them. The title is
---title, else the runs' shared figure.title, else a generic one.
+Reads each run directory through harness/rundir.py. A run is named by its optimizer's `label:` and its
+seed when its config.yaml says them (else by the directory name), and drawn in that optimizer's colour,
+dash pattern and marker (scripts/figure_style.py's; in list order when two runs share an optimizer).
+Markers are the evaluations (val_loss); the faint line is the training loss. The y-range shows the curves
+after the first 10-20% of training, so the first steps' loss (about ln 50257 = 10.8) does not flatten them.
+The title is --title, else the runs' shared figure.title, else a generic one.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ finds it (scripts/make_figures.py looks runs up by optimizer, batch and seed). T
 would share a directory must resolve to the same config apart from `figure`/`run_name`; otherwise the
 sweep stops before launching anything.
 
-Before launching, each run directory is classified (the run-directory contract is rundir.py's):
+Before launching, each run directory is classified (the run-directory contract is harness/rundir.py's):
     done     rundir.completion: summary.json says completed and metrics.jsonl has steps 1..train.steps
              with a final val_loss: skipped
     resume   a checkpoint exists: rerun with resume=auto, which continues from it

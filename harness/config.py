@@ -22,6 +22,7 @@ from omegaconf import MISSING, OmegaConf
 
 from model import LOSS_IMPLS
 from optim import MUON_SCALES, REFERENCE_SOURCES, VARIANTS
+from optim.defaults import HPARAM_DEFAULTS as D
 
 
 # ----------------------------------------------------------------------------- schema
@@ -88,26 +89,28 @@ class ModelCfg:
 
 @dataclass
 class OptimCfg:
+    """optimizer.*; every hyperparameter's default comes from optim/defaults.py, where it is declared once."""
+
     name: str = MISSING
     label: str = ""  # how figures and tables name it (e.g. "Gluon-MVR-1"); "" -> name
     family: Family = MISSING
     lr: float = MISSING
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW (and AdamW-routed params)
-    eps: float = 1e-8
+    weight_decay: float = D["weight_decay"]
+    betas: list[float] = field(default_factory=lambda: list(D["adamw_betas"]))  # AdamW (and AdamW-routed)
+    eps: float = D["adamw_eps"]
     # muon family (MuonMVR)
-    momentum: float = 0.95
-    gamma: float = 0.025
-    clip: bool = True
-    nesterov: bool = False
-    scale: Scale = Scale.moonlight
+    momentum: float = D["momentum"]
+    gamma: float = D["gamma"]
+    clip: bool = D["clip"]
+    nesterov: bool = D["nesterov"]
+    scale: Scale = Scale[D["scale"]]
     # gluon family (GluonMVR)
     variant: Variant = Variant.gluon
-    beta: float = 0.9
-    q: float = 0.5
-    alpha: float = 0.0
-    hidden_scale: float = 50.0
-    embed_scale: float = 3000.0
+    beta: float = D["beta"]
+    q: float = D["q"]
+    alpha: float = D["alpha"]
+    hidden_scale: float = D["hidden_scale"]
+    embed_scale: float = D["embed_scale"]
     # registered family: any registered estimator (optim/README.md, "Adding an estimator or a geometry")
     plugins: list[str] = field(default_factory=list)  # modules imported first: they call register_estimator
     estimator: str = ""
@@ -115,8 +118,8 @@ class OptimCfg:
     lmos: dict[str, str] = field(default_factory=dict)  # {hidden|embed|vector: a registered geometry}
     hparams: dict[str, Any] = field(default_factory=dict)
     # all families
-    reference: Reference = Reference.none
-    ns_steps: int = 5
+    reference: Reference = Reference[D["reference"]]
+    ns_steps: int = D["ns_steps"]
     ns_dtype: NSDtype | None = None  # null: the optimizer's default (bf16 on CUDA, float32 on CPU)
 
 

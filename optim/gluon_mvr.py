@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .defaults import HPARAM_DEFAULTS as D
 from .registry import Estimator, get_estimator
 from .sharded import ShardedOptimizer
 from .validation import bad, check_choice
@@ -48,16 +49,16 @@ class GluonMVR(ShardedOptimizer):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 3.6e-4,
         variant: Variant = "mvr1",
-        beta: float = 0.9,
-        q: float = 0.5,
-        alpha: float = 0.0,
-        hidden_scale: float = 50.0,
-        embed_scale: float = 3000.0,
+        beta: float = D["beta"],
+        q: float = D["q"],
+        alpha: float = D["alpha"],
+        hidden_scale: float = D["hidden_scale"],
+        embed_scale: float = D["embed_scale"],
         reference: Literal["none", "prev_step", "prev_params", "prev_batch"] = "prev_params",
-        ns_steps: int = 5,
+        ns_steps: int = D["ns_steps"],
         ns_dtype: torch.dtype | None = None,
-        adamw_betas: tuple[float, float] = (0.9, 0.95),
-        adamw_eps: float = 1e-8,
+        adamw_betas: tuple[float, float] = D["adamw_betas"],
+        adamw_eps: float = D["adamw_eps"],
         adamw_lr: float | None = None,
         adamw_weight_decay: float | None = None,
         *,

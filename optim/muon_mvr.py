@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .defaults import HPARAM_DEFAULTS as D
 from .sharded import ShardedOptimizer
 from .validation import check_bool, check_choice
 
@@ -46,18 +47,18 @@ class MuonMVR(ShardedOptimizer):
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 3e-3,
-        momentum: float = 0.95,
-        gamma: float = 0.025,
-        weight_decay: float = 0.0,
+        momentum: float = D["momentum"],
+        gamma: float = D["gamma"],
+        weight_decay: float = D["weight_decay"],
         is_approx: bool = True,
         reference: ReferenceSource | None = None,
-        clip: bool = True,
-        nesterov: bool = False,
-        scale: Literal["moonlight", "muon"] = "moonlight",
-        ns_steps: int = 5,
+        clip: bool = D["clip"],
+        nesterov: bool = D["nesterov"],
+        scale: Literal["moonlight", "muon"] = D["scale"],
+        ns_steps: int = D["ns_steps"],
         ns_dtype: torch.dtype | None = None,
-        adamw_betas: tuple[float, float] = (0.9, 0.95),
-        adamw_eps: float = 1e-8,
+        adamw_betas: tuple[float, float] = D["adamw_betas"],
+        adamw_eps: float = D["adamw_eps"],
         adamw_lr: float | None = None,
         adamw_weight_decay: float | None = None,
         *,

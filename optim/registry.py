@@ -33,6 +33,7 @@ from torch import Tensor
 
 from . import estimators as E
 from . import updates as U
+from .defaults import defaults
 from .newton_schulz import default_ns_dtype, newton_schulz
 from .validation import Check, boolean, float_in, one_of
 
@@ -164,7 +165,7 @@ _always = lambda group: True  # noqa: E731
 _never = lambda group: False  # noqa: E731
 
 for _est in (
-    Estimator("ema", _ema, ("momentum",), _never, _BETA, {"beta": 0.9}),
+    Estimator("ema", _ema, ("momentum",), _never, _BETA, defaults("beta")),
     Estimator(
         "mars",
         _mars,
@@ -176,17 +177,17 @@ for _est in (
             "clip": boolean,
             "nesterov": boolean,
         },
-        {"momentum": 0.95, "gamma": 0.025, "clip": True, "nesterov": False},
+        defaults("momentum", "gamma", "clip", "nesterov"),
     ),
-    Estimator("storm", _storm, ("momentum",), _always, _BETA, {"beta": 0.9}),
-    Estimator("mvr2", _mvr2, ("G", "momentum"), _always, {**_BETA, **_Q}, {"beta": 0.9, "q": 0.5}),
+    Estimator("storm", _storm, ("momentum",), _always, _BETA, defaults("beta")),
+    Estimator("mvr2", _mvr2, ("G", "momentum"), _always, {**_BETA, **_Q}, defaults("beta", "q")),
     Estimator(
         "mvr3",
         _mvr3,
         ("G", "momentum"),
         _always,
         {**_BETA, **_Q, **_ALPHA},
-        {"beta": 0.9, "q": 0.5, "alpha": 0.0},
+        defaults("beta", "q", "alpha"),
     ),
     Estimator(
         "adam",
@@ -194,7 +195,7 @@ for _est in (
         ("exp_avg", "exp_avg_sq"),
         _never,
         {"adamw_betas": _check_betas, "adamw_eps": float_in(0.0, lo_open=True)},
-        {"adamw_betas": (0.9, 0.95), "adamw_eps": 1e-8},
+        defaults("adamw_betas", "adamw_eps"),
     ),
 ):
     register_estimator(_est)
@@ -240,7 +241,7 @@ for _geo in (
         _spectral_apply,
         "matrix",
         {"scale": one_of(*SPECTRAL_SCALES), "hidden_scale": _positive},
-        {"scale": "moonlight", "hidden_scale": 50.0},
+        defaults("scale", "hidden_scale"),
         min_ndim=2,
     ),
     Geometry(
@@ -249,7 +250,7 @@ for _geo in (
         _sign_apply,
         "elementwise",
         {"embed_scale": _positive},
-        {"embed_scale": 3000.0},
+        defaults("embed_scale"),
     ),
     Geometry("adamw", lambda d, group: d, _euclidean_apply, "elementwise", estimator="adam"),
 ):

@@ -21,12 +21,15 @@ from torch import Tensor
 
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
+from .defaults import defaults
 from .registry import Estimator, Geometry, get_estimator, get_geometry
 from .validation import bad, check_choice, check_float, check_int
 
 REFERENCE_SOURCES = ("none", "prev_step", "prev_params", "prev_batch")
 TWO_PASS_SOURCES = ("prev_params", "prev_batch")
-COMMON_DEFAULTS: dict[str, Any] = dict(lr=1e-3, weight_decay=0.0, reference="none", ns_steps=5, ns_dtype=None)
+COMMON_DEFAULTS: dict[str, Any] = dict(
+    lr=1e-3, **defaults("weight_decay", "reference", "ns_steps", "ns_dtype")
+)
 STATE_FORMAT = 2  # state_dict layout version (keyed by parameter index, with element slices)
 
 

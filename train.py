@@ -31,6 +31,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -255,24 +256,38 @@ def train(cfg) -> dict:
     exit_with_parent()
     rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
-    stop, log, lock = StopSignal(), RunLog(run_dir, rank), None
     ckpt = Checkpointer(run_dir, rank, world, every=cfg.train.ckpt_every, steps=cfg.train.steps)
+    ctx = RunContext(rank, world, device, ckpt, RunLog(run_dir, rank), StopSignal())
     try:
         with fail_together(world):
-            lock = RunLock(run_dir) if rank == 0 else None
+            ctx.lock = RunLock(run_dir) if rank == 0 else None
             resume_from, saved, resume_notes = ckpt.resume_point(cfg)
-        notes += resume_notes
-        return _run(cfg, rank, world, device, ckpt, resume_from, saved, notes, stop, log, lock)
+        return _run(cfg, ctx, resume_from, saved, notes + resume_notes)
     finally:
-        stop.restore()
-        log.close()
-        if lock is not None:
-            lock.release()
+        ctx.stop.restore()
+        ctx.log.close()
+        if ctx.lock is not None:
+            ctx.lock.release()
 
 
-def _build(cfg, rank: int, world: int, device: torch.device, log: RunLog):
+@dataclass
+class RunContext:
+    """What `train` sets up before the run: this process's rank, the number of ranks, its device, and
+    the objects that own run_dir (checkpoints, the log, the lock) and the stop signal."""
+
+    rank: int
+    world: int
+    device: torch.device
+    ckpt: Checkpointer
+    log: RunLog
+    stop: StopSignal
+    lock: RunLock | None = None
+
+
+def _build(cfg, ctx: RunContext):
     """Model, optimizer, loaders and the micro-batch: everything that can still fail on bad input
     (nothing is written to run_dir yet). Returns (model, optimizer, loader, val_loader, micro, probed)."""
+    rank, world, device = ctx.rank, ctx.world, ctx.device
     torch.manual_seed(cfg.seed)  # the same seed on every rank gives the same weights; rank 0's are broadcast
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -293,7 +308,7 @@ def _build(cfg, rank: int, world: int, device: torch.device, log: RunLog):
             dist.broadcast(t, src=0)
     if probed:  # CUDA, max_micro_seqs=auto: the largest micro-batch that fits, the same on every rank
         try_size = probe_try_size(cfg, model, world, autocast_for(device), accumulate_grad)
-        micro = probe_micro_seqs(cfg.batch.global_seqs // world, micro, try_size, world, log.print)
+        micro = probe_micro_seqs(cfg.batch.global_seqs // world, micro, try_size, world, ctx.log.print)
         loader = train_loader(cfg, micro, rank, world, device)
     with fail_together(world):
         val = val_loader(cfg, micro, rank, world, device)
@@ -304,10 +319,11 @@ def autocast_for(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _run(cfg, rank, world, device, ckpt, resume_from, saved, notes, stop, log, lock) -> dict:
+def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, notes: list[str]) -> dict:
     # ---- build: everything that can fail on bad input, before anything is written
-    run_dir = Path(cfg.run_dir)
-    model, optimizer, loader, val, micro, probed = _build(cfg, rank, world, device, log)
+    run_dir, world, device = Path(cfg.run_dir), ctx.world, ctx.device
+    ckpt, log, stop = ctx.ckpt, ctx.log, ctx.stop
+    model, optimizer, loader, val, micro, probed = _build(cfg, ctx)
     progress = Progress()
     if resume_from is not None:
         ckpt.load(resume_from, saved, model, optimizer, loader)
@@ -317,8 +333,8 @@ def _run(cfg, rank, world, device, ckpt, resume_from, saved, notes, stop, log, l
     autocast = autocast_for(device)
 
     # ---- from here on the run writes into run_dir (rank 0)
-    if lock is not None:
-        lock.claim()
+    if ctx.lock is not None:
+        ctx.lock.claim()
     write_run_header(log, cfg, world, device, run_dir, notes)
     log.print(
         f"model {cfg.model.name}: {model.num_params():,} parameters; loss {cfg.model.loss_impl.value}; "
@@ -330,7 +346,7 @@ def _run(cfg, rank, world, device, ckpt, resume_from, saved, notes, stop, log, l
         f"x {cfg.data.seq_len} = {loader.tokens_per_step:,} tokens = {world} rank(s) x {loader.accum_steps} "
         f"micro-batch(es) x {micro} sequences" + (" (probed)" if probed else "")
     )
-    rundir.prepare_for_steps(run_dir, progress.step, log.print, rank == 0, resume_from is not None)
+    rundir.prepare_for_steps(run_dir, progress.step, log.print, ctx.rank == 0, resume_from is not None)
     if resume_from is not None:
         resharded = saved["world_size"] != world
         log.print(

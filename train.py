@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 import numpy as np
@@ -56,11 +57,13 @@ from harness.config import (
     ConfigError,
     Family,
     TrainCfg,
+    check_command_line,
     check_config,
     check_schema,
     compile_enabled,
     max_micro_seqs,
     optimizer_error,
+    passes_note,
 )
 from harness.distributed import (
     StopSignal,
@@ -72,7 +75,7 @@ from harness.distributed import (
 from harness.distributed import teardown as teardown_distributed
 from harness.memory import retain_freed_memory
 from harness.metrics import Metrics, Progress, RunLog, write_run_header
-from model import GPT, GPTConfig
+from model import GPTConfig, build_gpt
 from optim import HyperparameterError
 
 REPO = Path(__file__).resolve().parent
@@ -91,18 +94,20 @@ def model_config(cfg) -> GPTConfig:
         raise ConfigError(f"config key {e}") from None
 
 
-def build_model(cfg) -> GPT:
+def build_model(cfg) -> torch.nn.Module:
     """The GPT this config trains, on the CPU; used by tests and to load a checkpoint's model.pt
     (harness/checkpoint.py) outside the trainer."""
-    return GPT(model_config(cfg))
+    return build_gpt(model_config(cfg))
 
 
 def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
     """The sharded optimizer of optim/ for optimizer.family; its errors name the optimizer.* key."""
     from optim import GluonMVR, MuonMVR, ShardedOptimizer, build_param_groups
 
+    groups = OmegaConf.to_container(oc.groups)
     common = dict(
         ns_steps=oc.ns_steps,
+        ns_coefficients=tuple(oc.ns_coefficients),
         ns_dtype=getattr(torch, oc.ns_dtype.value) if oc.ns_dtype else None,
         adamw_betas=tuple(oc.betas),
         adamw_eps=oc.eps,
@@ -115,7 +120,7 @@ def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
         ),
         Family.muon: lambda: (
             MuonMVR,
-            build_param_groups(model, "muon"),
+            build_param_groups(model, "muon", overrides=groups),
             dict(
                 momentum=oc.momentum,
                 gamma=oc.gamma,
@@ -128,7 +133,7 @@ def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
         ),
         Family.gluon: lambda: (
             GluonMVR,
-            build_param_groups(model, "gluon"),
+            build_param_groups(model, "gluon", overrides=groups),
             dict(
                 variant=oc.variant.value,
                 beta=oc.beta,
@@ -136,13 +141,14 @@ def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
                 alpha=oc.alpha,
                 hidden_scale=oc.hidden_scale,
                 embed_scale=oc.embed_scale,
+                constrained=oc.constrained,
                 reference=oc.reference.value,
                 adamw_weight_decay=oc.weight_decay or None,
             ),
         ),
         Family.registered: lambda: (
             ShardedOptimizer,
-            build_param_groups(model, oc.routing.value, lmos=dict(oc.lmos)),
+            build_param_groups(model, oc.routing.value, lmos=dict(oc.lmos), overrides=groups),
             dict(
                 estimator=oc.estimator,
                 weight_decay=oc.weight_decay,
@@ -177,14 +183,13 @@ class StandIn(torch.nn.Module):
 
 def check_before_work(cfg) -> list[str]:
     """Every check that needs no rank, file or model: the model's fields (model.py), the config
-    (harness/config.py), then the optimizer's
-    own hyperparameter ranges (momentum 1.0, q = 0, a plugin's checks), by building it on a stand-in.
-    Returns the notes for the log."""
+    (harness/config.py), then the optimizer's own hyperparameter ranges (momentum 1.0, q = 0, a plugin's
+    checks), by building it on a stand-in. Returns the notes for the log."""
     check_schema(cfg)  # every key exists
     model_config(cfg)  # model.* and data.seq_len
     notes = check_config(cfg)
-    build_optimizer(cfg.optimizer, StandIn(), cfg.train.grad_clip)
-    return notes
+    passes = build_optimizer(cfg.optimizer, StandIn(), cfg.train.grad_clip).grad_evals_per_step
+    return notes + passes_note(cfg, passes)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -348,11 +353,7 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
     )
     rundir.prepare_for_steps(run_dir, progress.step, log.print, ctx.rank == 0, resume_from is not None)
     if resume_from is not None:
-        resharded = saved["world_size"] != world
-        log.print(
-            f"resumed from {resume_from} at step {progress.step}"
-            + (f" (saved by {saved['world_size']} ranks, re-sharded onto {world})" if resharded else "")
-        )
+        log.print(ckpt.resumed(resume_from, saved, progress.step))
     metrics = Metrics(log, cfg, model.flops_per_token(), device, world, loader.tokens_per_step)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # stored in every checkpoint
 
@@ -376,11 +377,8 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
             )
             if world > 1:
                 dist.all_reduce(flags)
-            train_loss, nonfinite, stop_now = (
-                flags[0].item() / world,
-                flags[1].item() > 0,
-                flags[2].item() > 0,
-            )
+            loss_sum, nonfinite, stop_now = flags.tolist()
+            train_loss = loss_sum / world
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
@@ -417,12 +415,9 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
         raise
 
     # ---- summary (rank 0 writes it)
+    passes = optimizer.grad_evals_per_step
     return metrics.summary(
-        run_dir,
-        progress,
-        micro_seqs=micro,
-        compile=compile_on,
-        grad_evals_per_step=optimizer.grad_evals_per_step,
+        run_dir, progress, micro_seqs=micro, compile=compile_on, grad_evals_per_step=passes
     )
 
 
@@ -434,15 +429,22 @@ def main(cfg) -> float | None:
     writing a checkpoint (rerun to resume)."""
     try:
         return train(cfg).get("final_val_loss")
-    except ConfigError as e:  # the message says what to fix; a traceback would only bury it
-        rank = os.environ.get("RANK")
-        print(
-            f"error{f' (rank {rank})' if rank not in (None, '0') else ''}: {e}", file=sys.stderr, flush=True
-        )
-        raise SystemExit(EXIT_CONFIG) from None
+    except ConfigError as e:
+        refuse(e)
     finally:
         teardown_distributed()
 
 
+def refuse(e: ConfigError) -> NoReturn:
+    """Exit code 2 with only the message, which says what to fix (a traceback would bury it)."""
+    rank = os.environ.get("RANK")
+    print(f"error{f' (rank {rank})' if rank not in (None, '0') else ''}: {e}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG) from None
+
+
 if __name__ == "__main__":
+    try:
+        check_command_line(sys.argv[1:])  # a key or a config file that does not exist, before Hydra
+    except ConfigError as e:
+        refuse(e)
     main()

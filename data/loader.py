@@ -53,6 +53,16 @@ _HOW_TO_MAKE = (
 _SHARD_NAME = re.compile(r"^(?P<prefix>.+)_(?P<split>train|val)_\d{6}\.bin$")
 
 
+class DataFilesError(ValueError):
+    """The files a loader was given cannot serve it: none match, or they hold too few tokens. ``setting``
+    names the loader argument to change (``files``, ``seq_len`` or ``val_tokens``); the message says what
+    the folder holds and how to make or point at the right files."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 def _listing(names: list[str], n: int = 10) -> str:
     more = f" ... and {len(names) - n} more" if len(names) > n else ""
     return ", ".join(names[:n]) + more
@@ -157,6 +167,15 @@ def _pin(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.pin_memory() if device.type == "cuda" else t
 
 
+def sequential_steps(n: int, step_tokens: int, first: bool) -> int:
+    """Steps modded-nanogpt's stream takes from a shard of ``n`` tokens, B = ``step_tokens`` a step: it
+    moves on when ``pos + B + 1 >= n`` at the top of a step, so positions ``pos = k·B`` with
+    ``k·B + B + 1 < n`` are taken; a shard it moved into takes its first step unchecked, which needs
+    ``n >= B + 1`` (a shorter one would end the track's run; here it is skipped)."""
+    k = (n - step_tokens - 2) // step_tokens + 1 if n >= step_tokens + 2 else 0
+    return 1 if k == 0 and not first and n >= step_tokens + 1 else k
+
+
 class TrainLoader:
     """This rank's micro-batches of the global training batch at any step (see the module docstring).
 
@@ -168,7 +187,11 @@ class TrainLoader:
         rank, world_size: this process and the number of processes.
         device: where the tensors go; on CUDA they are staged in pinned memory and copied non-blocking.
         seed: picks the window order of every epoch (ignored when ``shuffle=False``).
-        shuffle: ``False`` serves the windows in file order (the modded-nanogpt stream).
+        shuffle: ``False`` serves the windows in file order.
+        sequential: modded-nanogpt's stream (its optimization track's data order): file order, each
+            step's ``global_seqs · seq_len + 1`` tokens from one shard; a shard's tail too short for the
+            next step is skipped (`sequential_steps`), so step s, rank r starts at token
+            ``k · B + r · B / W`` of its shard, k the step's place in it. Implies ``shuffle=False``.
         vocab_size: served token ids must be below it (checked on every window read).
         cache_size: how many recent steps' batches stay cached (>= 3 covers t-1, t, t+1).
     """
@@ -185,6 +208,7 @@ class TrainLoader:
         seed: int = 0,
         shuffle: bool = True,
         vocab_size: int = VOCAB_SIZE,
+        sequential: bool = False,
         cache_size: int = 4,
     ):
         for name, v in (("seq_len", seq_len), ("global_seqs", global_seqs), ("micro_seqs", micro_seqs),
@@ -198,11 +222,13 @@ class TrainLoader:
         self.pattern = str(files)
         self.paths = find_shards(self.pattern)
         if not self.paths or all(_is_val_shard(p) for p in self.paths):  # never train on validation only
-            raise ValueError(_missing_shards_message("train", self.pattern, self.paths))
+            raise DataFilesError(_missing_shards_message("train", self.pattern, self.paths), "files")
         self.seq_len, self.global_seqs, self.micro_seqs = seq_len, global_seqs, micro_seqs
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
-        self.seed, self.shuffle, self.vocab_size = int(seed), bool(shuffle), vocab_size
+        self.sequential = bool(sequential)
+        self.seed, self.vocab_size = int(seed), vocab_size
+        self.shuffle = bool(shuffle) and not self.sequential
         self.accum_steps = global_seqs // (micro_seqs * world_size)
         self.tokens_per_step = global_seqs * seq_len
         self.local_seqs = global_seqs // world_size
@@ -211,12 +237,24 @@ class TrainLoader:
         self.counts = [read_header(p) for p in self.paths]
         self._content_sha: str | None = None
         self._tokens: list[np.ndarray | None] = [None] * len(self.paths)
-        per_file = np.array([max(0, (n - 1) // seq_len) for n in self.counts], dtype=np.int64)
+        if self.sequential:
+            per_file = np.array([sequential_steps(n, global_seqs * seq_len, i == 0) * global_seqs
+                                 for i, n in enumerate(self.counts)], dtype=np.int64)
+        else:
+            per_file = np.array([max(0, (n - 1) // seq_len) for n in self.counts], dtype=np.int64)
         self.num_windows = int(per_file.sum())
+        if self.num_windows == 0 and self.sequential:
+            raise DataFilesError(
+                f"data order sequential takes each step's {global_seqs * seq_len + 1} tokens from one shard, "
+                f"and none of the {len(self.paths)} file(s) matching {self.pattern!r} (largest: "
+                f"{max(self.counts)} tokens) holds that many; use bigger shards or a smaller batch",
+                "files",
+            )
         if self.num_windows == 0:
-            raise ValueError(
+            raise DataFilesError(
                 f"the {len(self.paths)} file(s) matching {self.pattern!r} hold {sum(self.counts)} tokens, "
-                f"fewer than one window of seq_len+1={seq_len + 1}; use a smaller seq_len or more data"
+                f"fewer than one window of seq_len+1={seq_len + 1}; use a smaller seq_len or more data",
+                "seq_len",
             )
         self._first_window = np.concatenate([[0], np.cumsum(per_file)])  # file i owns [fw[i], fw[i+1])
         self.step = 0  # the stream cursor: the next step next_batch() returns (batch() never moves it)
@@ -364,6 +402,7 @@ class TrainLoader:
             "global_seqs": self.global_seqs,
             "seed": self.seed,
             "shuffle": self.shuffle,
+            "sequential": self.sequential,  # a checkpoint that predates the key is not compared on it
         }
 
     def state_dict(self, step: int | None = None) -> dict:
@@ -427,7 +466,7 @@ class ValLoader:
         self.pattern = str(files)
         self.paths = find_shards(self.pattern)
         if not self.paths:
-            raise ValueError(_missing_shards_message("val", self.pattern))
+            raise DataFilesError(_missing_shards_message("val", self.pattern), "files")
         self.seq_len, self.val_tokens, self.micro_seqs = seq_len, val_tokens, micro_seqs
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
@@ -439,11 +478,12 @@ class ValLoader:
         hi = lo + per_rank * seq_len + 1
         counts = [read_header(p) for p in self.paths]
         if sum(counts) < val_tokens + 1:
-            raise ValueError(
+            raise DataFilesError(
                 f"val_tokens={val_tokens} needs {val_tokens + 1} tokens (one more for the last target) "
                 f"but the {len(self.paths)} file(s) matching {self.pattern!r} hold {sum(counts)}; use a "
                 f"smaller val_tokens (at most {(sum(counts) - 1) // seq_len * seq_len} for "
-                f"seq_len={seq_len}) or more val data"
+                f"seq_len={seq_len}) or more val data",
+                "val_tokens",
             )
         pieces, start = [], 0
         for p, n in zip(self.paths, counts):

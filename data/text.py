@@ -319,6 +319,11 @@ def overrides_line(out: Path, prefix: str, tok: Tokenizer, seq_len: int, val_tok
     return " ".join(parts)
 
 
+# a CPU-sized global batch for the line above: with --seq-len 256 and the GPT-2 vocabulary, about 2 s a
+# step of the tiny GPT on 2 cores (README, 'Train on your own text')
+CPU_BATCH = "batch.global_seqs=16"
+
+
 # ---------------------------------------------------------------------------------------- build
 def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_files=None,
           prefix: str = "text", shard_tokens: int = DEFAULT_SHARD_TOKENS, seq_len: int = DEFAULT_SEQ_LEN,
@@ -359,10 +364,20 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
     val_paths = collect_files(val_files, globs, exclude=out, what="validation") if val_files else []
     train_keys = {p.resolve() for p in train_paths}
     both = [p for p in val_paths if p.resolve() in train_keys]
-    if both:
-        raise TextError(f"{len(both)} file(s) are both train and validation inputs: {_few(both)}; a file "
+    named = {Path(i).resolve() for i in inputs if Path(i).is_file()}  # train files given by name
+    twice = [p for p in both if p.resolve() in named]
+    if twice:
+        raise TextError(f"{len(twice)} file(s) are both train and validation inputs: {_few(twice)}; a file "
                         f"must be in one split only (drop it from the positional inputs or from --val-files, "
                         f"or move it out of the folder that holds it)")
+    if both:  # --val-files names a file inside an input folder: the folder trains on the rest
+        held = {p.resolve() for p in both}
+        train_paths = [p for p in train_paths if p.resolve() not in held]
+        _note(f"held out of training: {len(both)} file(s) that --val-files names inside the input folders "
+              f"({_few(both)})")
+        if not train_paths:
+            raise TextError("every train input is also a --val-files file: nothing is left to train on; "
+                            "pass more train files or folders")
 
     empty = [p for p in train_paths + val_paths if p.stat().st_size == 0]
     if len(empty) == len(train_paths) + len(val_paths):
@@ -433,7 +448,9 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
         _note(f"{split}: {len(toks):,} tokens in {len(written[split])} shard(s): "
               f"{_few(p.name for p in written[split])}")
     _note(f"wrote {out} ({tokenizer} tokenizer, vocabulary {tok.vocab_size}); train with:\n"
-          f"    python train.py {line}")
+          f"    python train.py {line}\n"
+          f"  on a CPU, add a batch that fits it: {CPU_BATCH} (the default, 128 sequences a step, is "
+          f"sized for GPUs; README, 'Train on your own text')")
     return {"line": line, "train": written["train"], "val": written["val"], "train_tokens": len(train),
             "val_tokens": len(val), "seq_len": out_seq_len, "val_tokens_setting": val_tokens}
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 
-from data.loader import TrainLoader, ValLoader
+from data.loader import DataFilesError, TrainLoader, ValLoader
 from data.shards import ShardError
 from harness.config import ConfigError, max_micro_seqs
 from harness.distributed import fail_together
@@ -147,10 +148,26 @@ def shard_errors_as_config(vocab_size: int) -> Iterator[None]:
         raise vocab_error(e, vocab_size) from None
 
 
+@contextlib.contextmanager
+def data_errors_as_config(cfg, split: str) -> Iterator[None]:
+    """Building the ``split`` loader: files that cannot serve it (data/loader.py's DataFilesError) and
+    unreadable shards (ShardError) leave the block as ConfigErrors naming the data.* key to change."""
+    key = {"files": f"data.{split}_files", "seq_len": "data.seq_len", "val_tokens": "data.val_tokens"}
+    try:
+        with shard_errors_as_config(cfg.model.vocab_size):
+            yield
+    except DataFilesError as e:
+        name = key[e.setting]
+        raise ConfigError(f"config key {name}={OmegaConf.select(cfg, name)!r} is invalid: {e}") from None
+    except ShardError as e:  # a malformed or unreadable shard (too-small vocabularies are ConfigErrors)
+        name = f"data.{split}_files"
+        raise ConfigError(f"config key {name}={OmegaConf.select(cfg, name)!r} is invalid: {e}") from None
+
+
 def train_loader(cfg, micro: int, rank: int, world: int, device) -> TrainLoader:
     """This rank's training stream for ``micro`` sequences per micro-batch."""
     d = cfg.data
-    with shard_errors_as_config(cfg.model.vocab_size):
+    with data_errors_as_config(cfg, "train"):
         return TrainLoader(
             d.train_files,
             d.seq_len,
@@ -161,6 +178,7 @@ def train_loader(cfg, micro: int, rank: int, world: int, device) -> TrainLoader:
             device=device,
             seed=cfg.seed,
             vocab_size=shard_vocab(cfg),
+            sequential=d.order.value == "sequential",
         )
 
 
@@ -169,7 +187,7 @@ def val_loader(cfg, micro: int, rank: int, world: int, device) -> ValLoader:
     splits it (check_config made it whole sequences, an equal number on every rank)."""
     d = cfg.data
     val_micro = micro_batch_size(d.val_tokens // d.seq_len, None, world, micro)
-    with shard_errors_as_config(cfg.model.vocab_size):
+    with data_errors_as_config(cfg, "val"):
         return ValLoader(
             d.val_files,
             d.seq_len,

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 
 from harness import rundir
-from harness.config import RESUME_FREE, RESUME_OPT_IN, Config, ConfigError, Resume
+from harness.config import RESUME_OPT_IN, Config, ConfigError, Resume, flat_config, resume_free
 from harness.distributed import barrier
 
 
@@ -104,7 +104,16 @@ class Checkpointer:
 
     def should_save(self, done: int, stopping: bool = False) -> bool:
         """After step ``done``: every train.ckpt_every steps, at the last step, and when stopping."""
-        return bool(self.every and done % self.every == 0) or done == self.steps or stopping
+        return bool(self.every and done % self.every == 0) or done == self.steps or bool(stopping)
+
+    def resumed(self, path: Path, saved: dict, step: int) -> str:
+        """The log line for a run that continues from checkpoint ``path`` (or finds itself finished)."""
+        if step >= self.steps:
+            return f"{path} is the last step ({step}) of this finished run: nothing left to train"
+        moved = saved["world_size"] != self.world
+        return f"resumed from {path} at step {step}" + (
+            f" (saved by {saved['world_size']} ranks, re-sharded onto {self.world})" if moved else ""
+        )
 
     def latest(self) -> Path | None:
         pointer = self.root / "LATEST"
@@ -233,36 +242,17 @@ def set_rng_state(s: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- resume rules
-def flat_config(cfg) -> dict[str, Any]:
-    """The resolved config as {dotted key: value} with enums as strings (what checkpoints store)."""
-    container = (
-        OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if not isinstance(cfg, dict) else cfg
-    )
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = node
-
-    walk(container, "")
-    return out
-
-
 def config_changes(saved: dict[str, Any], cfg) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) for every key that matters to what is trained (not RESUME_FREE).
     A key one config lacks (it predates the key) counts as unchanged while the other side holds the
     schema's default."""
     old, new = flat_config(saved), flat_config(cfg)
     defaults = flat_config(OmegaConf.structured(Config))
-    free = lambda k: any(k == f or k.startswith(f + ".") for f in RESUME_FREE)  # noqa: E731
     missing = "<absent>"
     out = []
     for k in sorted(set(old) | set(new)):
         o, n = old.get(k, missing), new.get(k, missing)
-        if free(k) or o == n:
+        if resume_free(k) or o == n:
             continue
         if missing in (o, n) and (n if o == missing else o) == defaults.get(k, missing):
             continue  # a key one side predates, at its default on the other side

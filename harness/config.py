@@ -10,17 +10,22 @@ Which keys may differ between a checkpoint and its resumption is declared here t
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import hashlib
 import importlib
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from model import LOSS_IMPLS
+from model import ARCHS, LOSS_IMPLS
 from optim import MUON_SCALES, REFERENCE_SOURCES, VARIANTS
 from optim.defaults import HPARAM_DEFAULTS as D
 
@@ -55,6 +60,12 @@ class NSDtype(Enum):
 
 
 LossImpl = Enum("LossImpl", {name: name for name in LOSS_IMPLS}, type=str)  # model.py's choices
+Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
+
+
+class Order(Enum):
+    shuffled = "shuffled"  # every epoch visits the seq_len+1 windows in a seeded order
+    sequential = "sequential"  # modded-nanogpt's stream, each step within one shard (data/loader.py)
 
 
 class Resume(Enum):
@@ -85,6 +96,7 @@ class ModelCfg:
     vocab_size: int = 50304
     loss_impl: LossImpl = LossImpl.chunked  # chunked never materialises (B, T, V) logits | plain | liger
     loss_chunk: int = 8192  # tokens per chunk of the chunked loss
+    arch: Arch = Arch.gpt  # gpt | track3 (modded-nanogpt's optimization-track GPT, model=track3)
 
 
 @dataclass
@@ -111,6 +123,7 @@ class OptimCfg:
     alpha: float = D["alpha"]
     hidden_scale: float = D["hidden_scale"]
     embed_scale: float = D["embed_scale"]
+    constrained: bool = D["constrained"]  # constrained Scion: X <- (1 - lr) X - lr s lmo(M) (spectral, sign)
     # registered family: any registered estimator (optim/README.md, "Adding an estimator or a geometry")
     plugins: list[str] = field(default_factory=list)  # modules imported first: they call register_estimator
     estimator: str = ""
@@ -120,6 +133,9 @@ class OptimCfg:
     # all families
     reference: Reference = Reference[D["reference"]]
     ns_steps: int = D["ns_steps"]
+    ns_coefficients: list[float] = field(default_factory=lambda: list(D["ns_coefficients"]))  # (a, b, c)
+    # a routed group's own hyperparameters, e.g. {embed: {lr: 0.7}} (optim/param_groups.py)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     ns_dtype: NSDtype | None = None  # null: the optimizer's default (bf16 on CUDA, float32 on CPU)
 
 
@@ -137,6 +153,7 @@ class DataCfg:
     val_files: str = MISSING
     val_tokens: int = MISSING
     seq_len: int = MISSING
+    order: Order = Order.shuffled
 
 
 @dataclass
@@ -145,6 +162,8 @@ class TrainCfg:
     warmup_steps: int = 0
     warmdown_frac: float = 0.284
     val_every: int = 50  # 0: only at the end
+    val_late_every: int = 0  # validation interval over the last val_late_frac of the steps (0: val_every)
+    val_late_frac: float = 0.1
     ckpt_every: int = 100  # 0: only at the end (and on preemption)
     log_every: int = 1
     max_micro_seqs: str = "16"  # an int, or "auto": the largest that fits (probed on CUDA; 16 on CPU)
@@ -158,6 +177,7 @@ class FigureCfg:
     name: str = ""
     title: str = ""
     optimizers: list[str] = field(default_factory=list)
+    max_passes: int | None = None  # the protocol's gradient passes a step (the track: 1); more are marked
 
 
 @dataclass
@@ -211,14 +231,89 @@ def check_schema(cfg) -> None:
         ) from None
 
 
+# ----------------------------------------------------------------------------- the command line
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_GROUPS = ("model", "optimizer", "batch", "data", "experiment")  # configs/<group>/<option>.yaml
+HYDRA_FLAGS = ("-m", "--multirun")  # the only flags `check_command_line` reads past; others: Hydra's
+
+
+def config_choices(group: str) -> list[str]:
+    """The options of a config group: ``configs/<group>/**/*.yaml`` as paths without the suffix."""
+    return sorted(
+        str(p.relative_to(CONFIGS / group).with_suffix("")) for p in (CONFIGS / group).rglob("*.yaml")
+    )
+
+
+def schema_keys(node: Any = Config, prefix: str = "") -> dict[str, bool]:
+    """Every key of the schema as ``section.key`` -> whether it is a dict (its sub-keys are free)."""
+    out: dict[str, bool] = {}
+    for f in dataclasses.fields(node):
+        key = f"{prefix}{f.name}"
+        inner = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(inner):
+            out.update(schema_keys(type(inner), key + "."))
+        else:
+            out[key] = isinstance(inner, dict)
+    return out
+
+
+def check_command_line(args: list[str]) -> None:
+    """Refuse, before Hydra composes anything, an override of a key the schema does not have (with the
+    closest keys it does have) and a group option with no config file (with the options there are).
+    Hydra's own error for these is an exit code 1 and, for a misspelled key, the advice to add it with
+    ``+``, which the schema then refuses. Command lines with other Hydra flags are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a.startswith("-") and a not in HYDRA_FLAGS for a in args):
+        return
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in args if a not in HYDRA_FLAGS])
+    except Exception:  # noqa: BLE001 - a syntax error: Hydra reports it with its own message
+        return
+    keys = schema_keys()
+    for o in overrides:
+        key = o.key_or_group
+        if key.split(".")[0] == "hydra" or o.is_delete() or o.package is not None:
+            continue
+        if key in CONFIG_GROUPS:
+            choices = config_choices(key)
+            values = (
+                list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+            )
+            for value in values:
+                if value != "null" and value not in choices:
+                    raise ConfigError(
+                        f"there is no {key} config {value!r} (configs/{key}/{value}.yaml does not exist); "
+                        f"choose one of: {', '.join(choices)}"
+                    )
+            continue
+        parent = next((k for k, free in keys.items() if free and key.startswith(k + ".")), None)
+        if key in keys or parent is not None:  # inside a dict (optimizer.hparams.x): Hydra's `+` is right
+            continue
+        section, _, leaf = key.rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == section]
+        if siblings:
+            close = [
+                f"{section}.{k}".lstrip(".") for k in difflib.get_close_matches(leaf, siblings, cutoff=0.6)
+            ]
+        else:
+            close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(close[:3])}?" if close else "."
+        raise ConfigError(
+            f"no key {key}{hint} Every key is in harness/config.py `Config`; a + prefix cannot add keys to "
+            "the schema"
+        )
+
+
 # optimizer.* keys each family reads (beyond those every family reads); any other key set away from its
 # default has no effect: refused when given on the command line, logged as a note when a config sets it
 OPTIM_COMMON_KEYS = ("name", "label", "family", "lr", "weight_decay", "betas", "eps", "plugins")
 
 
+SPECTRAL_KEYS = ("reference", "ns_steps", "ns_coefficients", "ns_dtype", "groups")  # families with groups
 FAMILY_KEYS = {
     Family.adamw: (),
-    Family.muon: ("momentum", "gamma", "clip", "nesterov", "scale", "reference", "ns_steps", "ns_dtype"),
+    Family.muon: ("momentum", "gamma", "clip", "nesterov", "scale", *SPECTRAL_KEYS),
     Family.gluon: (
         "variant",
         "beta",
@@ -226,11 +321,10 @@ FAMILY_KEYS = {
         "alpha",
         "hidden_scale",
         "embed_scale",
-        "reference",
-        "ns_steps",
-        "ns_dtype",
+        "constrained",
+        *SPECTRAL_KEYS,
     ),
-    Family.registered: ("estimator", "routing", "lmos", "hparams", "reference", "ns_steps", "ns_dtype"),
+    Family.registered: ("estimator", "routing", "lmos", "hparams", *SPECTRAL_KEYS),
 }
 
 
@@ -271,6 +365,7 @@ INT_MINIMA = {  # integer key: its smallest allowed value (model.* and data.seq_
     "train.steps": 1,
     "train.warmup_steps": 0,
     "train.val_every": 0,
+    "train.val_late_every": 0,
     "train.ckpt_every": 0,
     "train.log_every": 1,
     "train.timing_warmup": 0,
@@ -317,8 +412,9 @@ def check_config(cfg) -> list[str]:
 def _check_schedule(tc) -> None:
     if tc.warmup_steps > tc.steps:
         raise _bad("train.warmup_steps", tc.warmup_steps, f"must not exceed train.steps={tc.steps}")
-    if not 0.0 <= tc.warmdown_frac <= 1.0:
-        raise _bad("train.warmdown_frac", tc.warmdown_frac, "must lie in [0, 1]")
+    for key in ("warmdown_frac", "val_late_frac"):
+        if not 0.0 <= tc[key] <= 1.0:
+            raise _bad(f"train.{key}", tc[key], "must lie in [0, 1]")
     warmdown = int(round(tc.warmdown_frac * tc.steps))
     if tc.warmup_steps + warmdown > tc.steps:
         raise _bad(
@@ -399,6 +495,19 @@ def _check_optimizer(oc) -> None:
             )
 
 
+def passes_note(cfg, passes: int) -> list[str]:
+    """A note for train.log when the optimizer takes more gradient passes a step than the experiment's
+    protocol allows (figure.max_passes; modded-nanogpt's optimization track: 1)."""
+    limit = cfg.figure.max_passes
+    if limit is None or passes <= limit:
+        return []
+    return [
+        f"note: outside the rules of experiment {cfg.figure.name or '?'}: optimizer {cfg.optimizer.name} "
+        f"takes {passes} gradient passes a step, the protocol allows {limit}; compare it per gradient "
+        "evaluation"
+    ]
+
+
 OPTIMIZER_ARG_KEYS = {"adamw_betas": "betas", "adamw_eps": "eps", "adamw_weight_decay": "weight_decay"}
 
 
@@ -428,6 +537,8 @@ RESUME_FREE = (
     "train.log_every",
     "train.ckpt_every",
     "train.val_every",
+    "train.val_late_every",
+    "train.val_late_frac",
     "train.max_micro_seqs",
     "batch.micro_seqs",
     "train.peak_tflops",
@@ -452,6 +563,48 @@ RESUME_OPT_IN = {
     "data.val_files": "validation losses after the checkpoint are measured on other data",
     "data.val_tokens": "validation losses after the checkpoint are measured on another number of tokens",
 }
+
+
+def resume_free(key: str) -> bool:
+    """Whether the dotted ``key`` is (or lies inside) one of RESUME_FREE."""
+    return any(key == f or key.startswith(f + ".") for f in RESUME_FREE)
+
+
+def flat_config(cfg) -> dict[str, Any]:
+    """The resolved config as {dotted key: value} with enums as strings (what checkpoints store)."""
+    container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(container, "")
+    return out
+
+
+# ----------------------------------------------------------------------------- the default run directory
+def run_id(_root_) -> str:
+    """``${run_id:}`` in configs/config.yaml's run_dir: eight hex digits of a SHA-256 over every key that
+    may not change on resume (all but RESUME_FREE) and differs from the schema's default. Launches that
+    train differently (another train.steps, other data files, another lr) get different default run
+    directories; the same command gets its own back, also after the schema gains a key."""
+    container = OmegaConf.to_container(_root_, resolve=False, enum_to_str=True)
+    container["run_dir"] = container["run_name"] = ""  # the id must not depend on itself
+    container.pop("hydra", None)  # present while Hydra composes; it says nothing about what is trained
+    flat = flat_config(OmegaConf.to_container(OmegaConf.create(container), resolve=True))
+    defaults = flat_config(OmegaConf.to_container(OmegaConf.structured(Config), enum_to_str=True))
+    trained = {
+        k: v for k, v in flat.items() if not resume_free(k) and (k not in defaults or v != defaults[k])
+    }
+    text = json.dumps(trained, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+OmegaConf.register_new_resolver("run_id", run_id, replace=True)
 
 
 # ----------------------------------------------------------------------------- parsed settings

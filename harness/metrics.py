@@ -231,13 +231,18 @@ class Metrics:
         tc = cfg.train
         self.log, self.device, self.tokens_per_step = log, device, tokens_per_step
         self.steps, self.log_every, self.val_every = tc.steps, tc.log_every, tc.val_every
+        self.val_late_every, self.val_late_frac = tc.val_late_every, tc.val_late_frac
         self.warmup_steps, self.vocab_size = tc.warmup_steps, cfg.model.vocab_size
         self.thr = Throughput(tc.timing_warmup, flops_per_token, peak_flops(device, tc.peak_tflops), world)
         self.collapse_warned = False
 
     def should_validate(self, done: int) -> bool:
-        """After step ``done``: every train.val_every steps (0: never before the end) and at the end."""
-        return bool(self.val_every and done % self.val_every == 0) or done == self.steps
+        """After step ``done``: every train.val_every steps (0: never before the end), every
+        train.val_late_every steps once ``done / steps >= 1 - train.val_late_frac`` (0: no late
+        cadence; the optimization track's 25 over the last 10%), and at the end."""
+        late = self.val_late_every and done >= (1 - self.val_late_frac) * self.steps
+        every = self.val_late_every if late else self.val_every
+        return bool(every and done % every == 0) or done == self.steps
 
     def step(
         self, p: Progress, train_loss: float, lr: float, passes: int, dt: float, val_loss: float | None
@@ -337,10 +342,15 @@ class Metrics:
             **facts,
         )
         rundir.write_summary(run_dir, summary)
+        med = summary.get("median_step_ms")
+        timing = (
+            f"median {med:.1f} ms/step"
+            if med is not None
+            else f"no median step time (every step was within train.timing_warmup={self.thr.warmup})"
+        )
         self.log.print(
             f"done: {self.steps} steps, {p.tokens:,} tokens, {p.grad_evals} gradient evaluations, "
-            f"{p.time_s:.1f} s, median {med if med is None else round(med, 1)} ms/step, "
-            f"final val_loss {summary['final_val_loss']}"
+            f"{p.time_s:.1f} s, {timing}, final val_loss {summary['final_val_loss']}"
         )
         return summary
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .newton_schulz import NS_COEFFICIENTS
+
 HPARAM_DEFAULTS: dict[str, Any] = {
     # MuonMVR (estimator "mars"): the MuonMVR paper's momentum and correction strength
     "momentum": 0.95,
@@ -26,6 +28,7 @@ HPARAM_DEFAULTS: dict[str, Any] = {
     "scale": "moonlight",
     "hidden_scale": 50.0,
     "embed_scale": 3000.0,
+    "constrained": False,  # Scion's constrained form of the spectral and sign steps: (1 − η) X − η·s·lmo
     # AdamW on the parameters routed to it
     "adamw_betas": (0.9, 0.95),
     "adamw_eps": 1e-8,
@@ -33,6 +36,7 @@ HPARAM_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "reference": "none",  # the reference gradient h_t (optim/README.md §1); "none": no correction
     "ns_steps": 5,  # Newton-Schulz iterations of the spectral LMO
+    "ns_coefficients": NS_COEFFICIENTS,  # their (a, b, c): Keller Jordan's quintic
     "ns_dtype": None,  # None: bfloat16 on CUDA, float32 elsewhere
 }
 

@@ -34,6 +34,7 @@ class GluonMVR(ShardedOptimizer):
 
         spectral (hidden matrices):          X ← X − η · s_hidden · sqrt(A/B) · NS(u_t)
         sign (embedding / tied output head): X ← X − η · s_embed · (1/d_model) · sign(u_t)
+        constrained=True (Scion's default form): both start from (1 − η) X instead of X
 
     with u_t = M_t, s_hidden = ``hidden_scale``, s_embed = ``embed_scale``, d_model = last dimension
     of the parameter. Parameters routed to ``"adamw"`` (default: ndim < 2) take AdamW with
@@ -54,8 +55,10 @@ class GluonMVR(ShardedOptimizer):
         alpha: float = D["alpha"],
         hidden_scale: float = D["hidden_scale"],
         embed_scale: float = D["embed_scale"],
+        constrained: bool = D["constrained"],
         reference: Literal["none", "prev_step", "prev_params", "prev_batch"] = "prev_params",
         ns_steps: int = D["ns_steps"],
+        ns_coefficients: tuple[float, float, float] = D["ns_coefficients"],
         ns_dtype: torch.dtype | None = None,
         adamw_betas: tuple[float, float] = D["adamw_betas"],
         adamw_eps: float = D["adamw_eps"],
@@ -76,9 +79,11 @@ class GluonMVR(ShardedOptimizer):
             scale="unscion",
             hidden_scale=hidden_scale,
             embed_scale=embed_scale,
+            constrained=constrained,
             reference=reference,
             weight_decay=0.0,
             ns_steps=ns_steps,
+            ns_coefficients=ns_coefficients,
             ns_dtype=ns_dtype,
             adamw_betas=adamw_betas,
             adamw_eps=adamw_eps,

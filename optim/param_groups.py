@@ -1,14 +1,18 @@
 """Paper-style parameter routing (which parameter takes which geometry) and the coverage check.
 
-| parameter                                       | family "muon" (MuonMVR) | family "gluon" (GluonMVR) |
-|-------------------------------------------------|-------------------------|---------------------------|
-| hidden matrices (ndim ≥ 2, not below)           | spectral                | spectral                  |
-| ``nn.Embedding`` params, names with "lm_head"   | adamw                   | sign                      |
-| everything with ndim < 2 (biases, norm gains)   | adamw                   | adamw                     |
+| parameter                                        | group  | family "muon" | family "gluon" |
+|--------------------------------------------------|--------|---------------|----------------|
+| hidden matrices (ndim ≥ 2, not below)            | hidden | spectral      | spectral       |
+| ``nn.Embedding`` params (a tied head with them)  | embed  | adamw         | sign           |
+| an untied output head: ``model.lm_head``'s       | head   | adamw         | sign           |
+| everything with ndim < 2 (biases, norm gains)    | vector | adamw         | adamw          |
 
 Tied weights (the same tensor reachable under two names) appear once; frozen parameters are left out.
-``lmos`` replaces the geometry of any of the three groups (``ROUTED_GROUPS``) by a registered one, e.g.
-``{"hidden": "my_geometry"}`` (the trainer's ``optimizer.lmos``).
+``lmos`` replaces the geometry of any group (``ROUTED_GROUPS``) by a registered one, e.g.
+``{"hidden": "my_geometry"}`` (the trainer's ``optimizer.lmos``); the head follows ``lmos["embed"]``
+unless ``lmos["head"]`` is given. ``overrides`` sets a group's own hyperparameters, e.g.
+``{"embed": {"lr": 0.7}}`` (the trainer's ``optimizer.groups``): the optimizer reads a key a group sets
+before its own default, and the trainer's schedule scales each group's lr by the same factor.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-ROUTED_GROUPS = ("hidden", "embed", "vector")
+ROUTED_GROUPS = ("hidden", "embed", "head", "vector")
 
 
 def build_param_groups(
-    model: nn.Module, family: Literal["muon", "gluon"], lmos: dict[str, str] | None = None
+    model: nn.Module,
+    family: Literal["muon", "gluon"],
+    lmos: dict[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Param groups ``[{"name": ..., "lmo": ..., "params": [...]}, ...]`` for ``MuonMVR`` (``family=
     "muon"``) or ``GluonMVR`` (``family="gluon"``), the geometries of the table above unless ``lmos``
@@ -30,12 +37,20 @@ def build_param_groups(
     if family not in ("muon", "gluon"):
         raise ValueError(f"Invalid family: {family!r} (must be 'muon' or 'gluon')")
     lmos = dict(lmos or {})
-    unknown = sorted(set(lmos) - set(ROUTED_GROUPS))
-    if unknown:
-        raise ValueError(f"Invalid lmos: {unknown} are not groups (use {list(ROUTED_GROUPS)})")
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    for what, given in (("lmos", lmos), ("groups", overrides)):
+        unknown = sorted(set(given) - set(ROUTED_GROUPS))
+        if unknown:
+            raise ValueError(f"Invalid {what}: {unknown} are not groups (use {list(ROUTED_GROUPS)})")
+    for name, hp in overrides.items():
+        if "params" in hp or "lmo" in hp:
+            raise ValueError(f"Invalid groups: {name} sets 'params'/'lmo'; route with lmos instead")
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    head_module = getattr(model, "lm_head", None)
+    head_ids = {id(p) for p in head_module.parameters()} if isinstance(head_module, nn.Module) else set()
     hidden: list[Tensor] = []
     embed: list[Tensor] = []
+    head: list[Tensor] = []
     vector: list[Tensor] = []
     seen: set[int] = set()
     for name, p in model.named_parameters(remove_duplicate=False):
@@ -44,18 +59,21 @@ def build_param_groups(
         seen.add(id(p))
         if p.ndim < 2:
             vector.append(p)
-        elif id(p) in embedding_ids or "lm_head" in name:
+        elif id(p) in embedding_ids:
             embed.append(p)
+        elif id(p) in head_ids or "lm_head" in name:
+            head.append(p)
         else:
             hidden.append(p)
-    embed_lmo = "sign" if family == "gluon" else "adamw"
+    embed_lmo = lmos.get("embed", "sign" if family == "gluon" else "adamw")
     groups = [
-        {"name": "hidden", "lmo": "spectral", "params": hidden},
+        {"name": "hidden", "lmo": lmos.get("hidden", "spectral"), "params": hidden},
         {"name": "embed", "lmo": embed_lmo, "params": embed},
-        {"name": "vector", "lmo": "adamw", "params": vector},
+        {"name": "head", "lmo": lmos.get("head", embed_lmo), "params": head},
+        {"name": "vector", "lmo": lmos.get("vector", "adamw"), "params": vector},
     ]
     for g in groups:
-        g["lmo"] = lmos.get(g["name"], g["lmo"])
+        g.update(overrides.get(g["name"], {}))
     groups = [g for g in groups if g["params"]]
     check_coverage(model, groups)
     return groups

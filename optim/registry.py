@@ -208,7 +208,10 @@ SPECTRAL_SCALES = ("moonlight", "muon", "unscion")
 
 
 def _orthogonalize(Us: Tensor, group: dict) -> Tensor:
-    return newton_schulz(Us, steps=group["ns_steps"], dtype=group["ns_dtype"] or default_ns_dtype(Us.device))
+    dtype = group["ns_dtype"] or default_ns_dtype(Us.device)
+    return newton_schulz(
+        Us, steps=group["ns_steps"], dtype=dtype, coefficients=tuple(group["ns_coefficients"])
+    )
 
 
 def spectral_scale(group: dict, A: int, B: int) -> float:
@@ -222,11 +225,12 @@ def spectral_scale(group: dict, A: int, B: int) -> float:
 
 def _spectral_apply(X: Tensor, O: Tensor, group: dict, shape: torch.Size) -> None:
     A, B = X.shape
-    U.scaled_spectral_update_(X, O, group["lr"], spectral_scale(group, A, B), group["weight_decay"])
+    decay = 1.0 if group["constrained"] else group["weight_decay"]  # constrained Scion: (1 − η) X
+    U.scaled_spectral_update_(X, O, group["lr"], spectral_scale(group, A, B), decay)
 
 
 def _sign_apply(X: Tensor, S: Tensor, group: dict, shape: torch.Size) -> None:
-    U.sign_update_(X, S, group["lr"], group["embed_scale"], int(shape[-1]))
+    U.sign_update_(X, S, group["lr"], group["embed_scale"], int(shape[-1]), group["constrained"])
 
 
 def _euclidean_apply(X: Tensor, D: Tensor, group: dict, shape: torch.Size) -> None:
@@ -240,8 +244,8 @@ for _geo in (
         _orthogonalize,
         _spectral_apply,
         "matrix",
-        {"scale": one_of(*SPECTRAL_SCALES), "hidden_scale": _positive},
-        defaults("scale", "hidden_scale"),
+        {"scale": one_of(*SPECTRAL_SCALES), "hidden_scale": _positive, "constrained": boolean},
+        defaults("scale", "hidden_scale", "constrained"),
         min_ndim=2,
     ),
     Geometry(
@@ -249,8 +253,8 @@ for _geo in (
         lambda u, group: u.sign(),
         _sign_apply,
         "elementwise",
-        {"embed_scale": _positive},
-        defaults("embed_scale"),
+        {"embed_scale": _positive, "constrained": boolean},
+        defaults("embed_scale", "constrained"),
     ),
     Geometry("adamw", lambda d, group: d, _euclidean_apply, "elementwise", estimator="adam"),
 ):

@@ -12,6 +12,7 @@ next bucket's work. Each rank leaves its *local mean* gradient in ``.grad``; a p
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,8 +29,14 @@ from .validation import bad, check_choice, check_float, check_int
 REFERENCE_SOURCES = ("none", "prev_step", "prev_params", "prev_batch")
 TWO_PASS_SOURCES = ("prev_params", "prev_batch")
 COMMON_DEFAULTS: dict[str, Any] = dict(
-    lr=1e-3, **defaults("weight_decay", "reference", "ns_steps", "ns_dtype")
+    lr=1e-3, **defaults("weight_decay", "reference", "ns_steps", "ns_coefficients", "ns_dtype")
 )
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 STATE_FORMAT = 2  # state_dict layout version (keyed by parameter index, with element slices)
 
 
@@ -40,8 +47,8 @@ class ShardedOptimizer(torch.optim.Optimizer):
     into ``"spectral"`` for ndim ≥ 2 and ``"adamw"`` for ndim < 2). ``estimator``: the registered
     estimator of every group whose geometry does not bring its own. Every other keyword is a
     hyperparameter of the estimator, a geometry or the common set (``lr``, ``weight_decay``,
-    ``reference``, ``ns_steps``, ``ns_dtype``); unknown keywords are an error. ``adamw_lr`` /
-    ``adamw_weight_decay`` (None: ``lr`` / ``weight_decay``) apply to ``"adamw"`` groups.
+    ``reference``, ``ns_steps``, ``ns_coefficients``, ``ns_dtype``); unknown keywords are an error.
+    ``adamw_lr`` / ``adamw_weight_decay`` (None: ``lr`` / ``weight_decay``) apply to ``"adamw"`` groups.
     """
 
     supported_lmos: tuple[str, ...] | None = None  # None: every registered geometry
@@ -108,6 +115,9 @@ class ShardedOptimizer(torch.optim.Optimizer):
         check_float("weight_decay" + where, group["weight_decay"], lo=0.0)
         check_choice("reference" + where, group["reference"], REFERENCE_SOURCES)
         check_int("ns_steps" + where, group["ns_steps"], 1)
+        abc = group["ns_coefficients"]
+        if not (isinstance(abc, (tuple, list)) and len(abc) == 3 and all(_finite_number(v) for v in abc)):
+            raise bad("ns_coefficients" + where, abc, "must be three finite numbers (a, b, c)")
         ns_dtype = group["ns_dtype"]
         if ns_dtype is not None and not (isinstance(ns_dtype, torch.dtype) and ns_dtype.is_floating_point):
             raise bad("ns_dtype" + where, ns_dtype, "must be None or a floating torch.dtype")
@@ -421,6 +431,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 "owner; load every rank's state dict with load_sharded_state_dicts([...]) to re-shard it."
             )
         super().load_state_dict(state_dict)
+        self._fill_missing_hparams()
         self._plan = None
 
     def load_sharded_state_dicts(self, state_dicts: list[dict[str, Any]]) -> None:
@@ -462,4 +473,11 @@ class ShardedOptimizer(torch.optim.Optimizer):
             own.update(bucket.own_state(merged, index))
         first = state_dicts[0]
         super().load_state_dict({"state": own, "param_groups": first["param_groups"]})
+        self._fill_missing_hparams()
         self._plan = None
+
+    def _fill_missing_hparams(self) -> None:
+        """A checkpoint older than a hyperparameter (e.g. ``ns_coefficients``) gets its default."""
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)

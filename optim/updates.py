@@ -31,7 +31,8 @@ def scaled_spectral_update_(X: Tensor, O: Tensor, eta: float, scale: float, weig
 
     Muon: ``X ← (1 − ηλ) X − η · sqrt(max(1, A/B)) · NS(u_t)``;
     Moonlight: ``X ← (1 − ηλ) X − η · 0.2 · sqrt(max(A, B)) · NS(u_t)`` (weight decay uses the
-    unscaled η). ``O`` is ``NS(u_t)``.
+    unscaled η). ``O`` is ``NS(u_t)``. Constrained Scion's spectral step is this with λ = 1 and the
+    unScion scale: ``X ← (1 − η) X − η · s_hidden · sqrt(A/B) · NS(u_t)``.
     """
     if weight_decay != 0.0:
         X.mul_(1.0 - eta * weight_decay)
@@ -47,12 +48,17 @@ def gluon_spectral_update_(X: Tensor, O: Tensor, eta: float, s_hidden: float) ->
     return X.add_(O, alpha=-eta * gluon_spectral_scale(A, B, s_hidden))
 
 
-def sign_update_(X: Tensor, u: Tensor, eta: float, s_embed: float, d_model: int) -> Tensor:
+def sign_update_(
+    X: Tensor, u: Tensor, eta: float, s_embed: float, d_model: int, constrained: bool = False
+) -> Tensor:
     """Gluon / unScion sign LMO step on the embedding / tied output head (no weight decay):
 
-    ``X ← X − η · s_embed · (1/d_model) · sign(u_t)``. Elementwise, so ``X`` and ``u`` may be
+    ``X ← X − η · s_embed · (1/d_model) · sign(u_t)``; constrained Scion:
+    ``X ← (1 − η) X − η · s_embed · (1/d_model) · sign(u_t)``. Elementwise, so ``X`` and ``u`` may be
     matching shards of the parameter; ``d_model`` is the full parameter's last dimension.
     """
+    if constrained:
+        X.mul_(1.0 - eta)
     return X.add_(u.sign(), alpha=-eta * s_embed / d_model)
 
 

@@ -42,12 +42,16 @@ from pathlib import Path
 import numpy as np
 
 from harness import rundir
+from harness.config import config_choices
 from scripts.figure_style import RC, WIDTH, fits, markevery, pack_lines, padded, pyplot, save, style
 
 REPO = Path(__file__).resolve().parents[1]
 
 # settings every run of one figure must share
 SHARED_KEYS = ("model.name", "data.name", "data.seq_len", "train.steps", "train.val_every")
+
+
+EXIT_REFUSED = 2  # the figures cannot be built as asked; the message names the fix
 
 
 class FigureError(RuntimeError):
@@ -128,20 +132,49 @@ def load_run(run_dir: Path) -> Run:
 
 
 def index_runs(results: Path, skip: Path | None = None) -> dict[tuple[str, int, int], Run]:
-    """Every run under results, keyed by (optimizer, global batch, seed); a key taken twice is an error."""
+    """The runs scripts/sweep.py writes: every ``<results>/<run>/metrics.jsonl`` (sub-folders of a run's
+    folder are other studies and are not read), keyed by (optimizer, global batch, seed); a key taken
+    twice is an error. A run whose config records an experiment that is no paper figure (the proxy
+    study, the quick start) is passed over with a note."""
     if not results.is_dir():
         raise FigureError(f"results directory {results} does not exist")
+    others = set(config_choices("experiment")) - set(rundir.figure_experiments())  # proxy, quickstart, ...
     runs: dict[tuple[str, int, int], Run] = {}
-    for metrics in sorted(results.rglob(rundir.METRICS)):
+    passed: dict[str, int] = {}
+    for metrics in sorted(results.glob(f"*/{rundir.METRICS}")):
         if skip is not None and skip in metrics.parents:
             continue
         run = load_run(metrics.parent)
+        experiment = select(run.config, "figure.name")
+        if experiment in others:
+            passed[experiment] = passed.get(experiment, 0) + 1
+            continue
         key = (run.optimizer, run.batch, run.seed)
         if key in runs:
             raise FigureError(f"two runs of {run.optimizer}, B={run.batch}, seed {run.seed}: "
                               f"{runs[key].path} and {run.path}; point --results at a directory with one")
         runs[key] = run
+    for experiment, n in passed.items():
+        print(f"note: {n} run(s) under {results} are of experiment {experiment}, not a paper figure: "
+              "not read", file=sys.stderr)
     return runs
+
+
+def how_to_fix(results: Path) -> str:
+    """The last paragraph of a refusal: how to make the runs, and where else under results runs lie."""
+    text = (f"Missing runs: make them with `python scripts/sweep.py --results {results} --seeds ...` "
+            "(README, 'Full scale'); incomplete ones: rerun the same sweep, which resumes them.")
+    elsewhere = [str(f) for f in run_folders(results)]
+    if elsewhere:
+        text += (f" Runs in sub-folders are not read; the folders under {results} that hold runs are "
+                 f"{', '.join(elsewhere)}: point --results at one (the committed CPU study: --results "
+                 "results/small --large-batch 16 --small-batch 4 --seeds 0 1 2).")
+    return text
+
+
+def run_folders(results: Path) -> list[Path]:
+    """The sub-folders of results (to any depth) that hold runs themselves: where --results could point."""
+    return sorted({m.parent.parent for m in results.glob(f"*/**/{rundir.METRICS}")} - {results})
 
 
 def expected_path(results: Path, optimizer: str, batch: int, seed: int) -> Path:
@@ -448,7 +481,7 @@ def build(results: Path, figures: list[str], seeds: list[int] | None = None, lar
         except FigureError as e:
             errors.append(str(e))
     if errors:  # report every figure's problems at once, before writing anything
-        raise FigureError("\n\n".join(errors))
+        raise FigureError("\n\n".join([*errors, how_to_fix(results)]))
 
     pngs, pdfs, per_figure, variants = [], [], [], {}
     for spec, by_opt in built:
@@ -483,7 +516,8 @@ def build(results: Path, figures: list[str], seeds: list[int] | None = None, lar
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     figures = rundir.figure_experiments()
-    ap.add_argument("--results", type=Path, default=Path("results"), help="searched for **/metrics.jsonl")
+    ap.add_argument("--results", type=Path, default=Path("results"),
+                    help="the folder scripts/sweep.py wrote: <results>/*/metrics.jsonl (default: results)")
     ap.add_argument("--figures", nargs="+", default=figures, help=f"default: {' '.join(figures)}")
     ap.add_argument("--seeds", nargs="+", type=int, default=None,
                     help="seeds every variant must have (default: every seed any variant of a figure has)")
@@ -500,7 +534,7 @@ def main(argv=None) -> int:
                     args.allow_incomplete)
     except FigureError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     print(res["markdown"])
     for p in [*res["pngs"], *res["pdfs"], res["csv"], res["md"]]:
         print(f"wrote {p}")

@@ -6,8 +6,9 @@
 Reads each run directory through harness/rundir.py. A run is named by its optimizer's `label:` and its
 seed when its config.yaml says them (else by the directory name), and drawn in that optimizer's colour,
 dash pattern and marker (scripts/figure_style.py's; in list order when two runs share an optimizer).
-Markers are the evaluations (val_loss); the faint line is the training loss. The y-range shows the curves
-after the first 10-20% of training, so the first steps' loss (about ln 50257 = 10.8) does not flatten them.
+Markers are the evaluations (val_loss); the faint line is the training loss as a moving mean over about 4%
+of the run, in the run's dash pattern. The y-range holds every evaluation and the smoothed training loss
+after the first 5% of the steps, so only the first steps' loss (about ln 50257 = 10.8) runs off the top.
 The title is --title, else the runs' shared figure.title, else a generic one.
 """
 
@@ -35,15 +36,32 @@ def load(run_dir: Path) -> tuple[list[dict], dict]:
     return records, rundir.read_config(run_dir) or {}
 
 
+def smoothed(values: list[float], window: int) -> np.ndarray:
+    """The moving mean over ``window`` records (shorter at both ends): the training loss of one batch at a
+    time is noisy enough to hide which curve is which."""
+    x = np.asarray(values, dtype=float)
+    if window <= 1 or len(x) < 3:
+        return x
+    kernel = np.ones(window)
+    return np.convolve(x, kernel, mode="same") / np.convolve(np.ones_like(x), kernel, mode="same")
+
+
+def train_window(records: list[dict]) -> int:
+    """Records per moving mean: about 4% of the run, odd, at least 1."""
+    return max(1, len(records) // 25) | 1
+
+
 def y_range(runs: list[list[dict]]) -> tuple[float, float]:
-    """The validation points after the first 10% of the steps and the bulk (1st-99th percentile) of the
-    training loss after the first 20%: the steep start runs off the top instead of flattening the rest."""
+    """Every validation point and the smoothed training loss after the first 5% of the steps: only the
+    first few steps' loss (about ln 50257 = 10.8) runs off the top, instead of flattening the rest."""
     last = max(r["step"] for rec in runs for r in rec)
-    every = [r for rec in runs for r in rec]
-    val = [r["val_loss"] for r in every if r.get("val_loss") is not None and r["step"] >= 0.1 * last]
-    train = [r["train_loss"] for r in every if r.get("train_loss") is not None and r["step"] >= 0.2 * last]
-    bounds = val + ([float(np.percentile(train, 1)), float(np.percentile(train, 99))] if train else [])
+    bounds = [r["val_loss"] for rec in runs for r in rec if r.get("val_loss") is not None]
+    for rec in runs:
+        kept = [r for r in rec if r.get("train_loss") is not None]
+        smooth = smoothed([r["train_loss"] for r in kept], train_window(kept))
+        bounds += [float(v) for r, v in zip(kept, smooth) if r["step"] >= 0.05 * last]
     if not bounds:  # a run that has barely started: all of it
+        every = [r for rec in runs for r in rec]
         bounds = [r[k] for r in every for k in ("train_loss", "val_loss") if r.get(k) is not None]
     return padded(min(bounds), max(bounds), max(bounds))
 
@@ -68,8 +86,9 @@ def main(argv=None) -> None:
         for i, (run, (rec, cfg), opt) in enumerate(zip(args.runs, loaded, optimizers)):
             kw = style(opt) if own_styles else style("", fallback=i)
             label = f"{rundir.optimizer_label(opt)}, seed {cfg.get('seed')}" if opt else run.name
-            ax.plot([r["step"] for r in rec], [r["train_loss"] for r in rec], color=kw["color"], lw=0.8,
-                    alpha=0.3)
+            kept = [r for r in rec if r.get("train_loss") is not None]
+            ax.plot([r["step"] for r in kept], smoothed([r["train_loss"] for r in kept], train_window(kept)),
+                    color=kw["color"], linestyle=kw["linestyle"], lw=0.9, alpha=0.45)
             val = [r for r in rec if r.get("val_loss") is not None]
             if val:
                 label += f" (val {val[-1]['val_loss']:.3f} at step {val[-1]['step']})"
@@ -77,7 +96,7 @@ def main(argv=None) -> None:
                     label=label, **kw)
         ax.set_ylim(*y_range([rec for rec, _ in loaded]))
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss (markers: validation,\nfaint: training)")
+        ax.set_ylabel("loss (markers: validation,\nfaint: training, moving mean)")
         size = RC["axes.titlesize"]
         ax.set_title("\n".join(pack_lines(title, lambda line: fits(fig, line, size))))
         fig.legend(loc="outside lower center", ncol=1, frameon=False, handlelength=3.2)

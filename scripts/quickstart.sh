@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's quick start (`make quickstart`): tiny GPT on complete Shakespeare, Muon vs MuonMVR (MVR1),
-# both curves in runs/quickstart/loss.png. About 6 minutes on a 2-core CPU (330 s on 2026-12-01); re-running skips finished runs.
+# both curves in runs/quickstart/loss.png. Its measured time: README, "Quick start". Re-running skips
+# finished runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -11,7 +12,7 @@ for opt in muon muon_mvr1; do
     if [ -f "runs/quickstart/${opt}_s0/summary.json" ]; then
         echo "[quickstart] runs/quickstart/${opt}_s0 is complete: skipped"
     else
-        $PY train.py experiment=quickstart optimizer="$opt" train.log_every=25
+        $PY train.py experiment=quickstart optimizer="$opt" train.log_every=25 run_dir="runs/quickstart/${opt}_s0"
     fi
 done
 $PY scripts/plot_runs.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 --out runs/quickstart/loss.png

@@ -174,14 +174,13 @@ def test_val_files_empty_name_is_refused(val_corpus, capsys):
     assert not (root / "out").exists()
 
 
-@pytest.mark.parametrize("case", ["same_name", "other_spelling", "inside_input_folder", "folder_holds_input"])
+@pytest.mark.parametrize("case", ["same_name", "other_spelling", "folder_holds_input"])
 def test_val_files_overlap_with_inputs_is_refused(val_corpus, capsys, case):
     root, d = val_corpus
     v1, a, b, x = d["v1.txt"], d["a.txt"], root / "b", d["b/x.txt"]
     argv, named = {
         "same_name": (["--val-files", v1, a, v1], v1),  # the spec's order, v1.txt named twice
         "other_spelling": (["--val-files", f"{v1},{root / 'b' / '..' / 'a.txt'}", a], "a.txt"),
-        "inside_input_folder": (["--val-files", x, a, b], x),
         "folder_holds_input": (["--val-files", b, a, x], x),
     }[case]
     rc, stdout, err = _run(capsys, "--out", root / "out", "--tokenizer", "bytes", *argv)
@@ -189,6 +188,19 @@ def test_val_files_overlap_with_inputs_is_refused(val_corpus, capsys, case):
     assert "1 file(s) are both train and validation inputs: " in err and str(named) in err, err
     assert "must be in one split only" in err
     assert not (root / "out").exists()
+
+
+def test_a_val_file_inside_an_input_folder_is_held_out_of_training(val_corpus, capsys):
+    """`--val-files books/persuasion.txt books/`: the folder trains on its other files, with a note."""
+    root, d = val_corpus
+    x, b = d["b/x.txt"], root / "b"
+    rc, _, err = _run(capsys, "--out", root / "out", "--tokenizer", "bytes", "--val-files", x, d["a.txt"], b)
+    assert rc == 0, err
+    assert "held out of training: 1 file(s) that --val-files names inside the input folders" in err
+    assert str(x) in err
+    train, val = _splits_as_text(root / "out")
+    assert val == [x.read_text()] and x.read_text() not in train
+    assert sorted(train) == sorted([d["a.txt"].read_text(), d["b/y.md"].read_text()])
 
 
 def test_help_documents_val_files_forms(capsys):

@@ -150,7 +150,7 @@ def test_a_missing_run_is_an_error_naming_it(tmp_path, capsys):
     # without --seeds the seeds found for the other variant are demanded of this one too
     with pytest.raises(mf.FigureError, match="optimizer=gluon_mvr2 batch=16 seed=1"):
         mf.build(results, ["fig3"], large_batch=LARGE, small_batch=SMALL)
-    assert mf.main(["--results", str(results), "--figures", "fig3", "--large-batch", "16"]) == 1
+    assert mf.main(["--results", str(results), "--figures", "fig3", "--large-batch", "16"]) == mf.EXIT_REFUSED
     assert "gluon_mvr2_b16_s1" in capsys.readouterr().err
     # at the default (full-scale) batch nothing is found at all: still a named error
     with pytest.raises(mf.FigureError, match=r"needs gluon, gluon_mvr1 at B=512.*gluon_b512_s0"):

@@ -40,7 +40,8 @@ def test_build_param_groups_routes_and_dedupes_tied_weights() -> None:
     untied.lm_head = nn.Linear(4, 9, bias=False)
     untied.fc = nn.Linear(4, 4, bias=False)
     groups = {g["name"]: g for g in build_param_groups(untied, "gluon")}
-    assert groups["embed"]["params"] == [untied.lm_head.weight]
+    assert groups["head"]["params"] == [untied.lm_head.weight] and groups["head"]["lmo"] == "sign"
+    assert "embed" not in groups  # no embedding: the group is dropped
     with pytest.raises(ValueError, match="family"):
         build_param_groups(m, "adam")
 

@@ -173,7 +173,8 @@ def test_completion_and_its_reasons(tmp_path):
 LABELS = {"adamw": "AdamW", "muon": "Muon", "muon_mvr1": "MuonMVR (MVR1)", "muon_mvr2": "MuonMVR (MVR2)",
           "muon_mvr3": "MuonMVR (MVR3)", "gluon": "Gluon", "gluon_mvr1": "Gluon-MVR-1",
           "gluon_mvr2": "Gluon-MVR-2", "gluon_mvr3": "Gluon-MVR-3", "gluon_mvr3_b": "Gluon-MVR-3 (B)",
-          "gluon_mvr3_c": "Gluon-MVR-3 (C)"}
+          "gluon_mvr3_c": "Gluon-MVR-3 (C)", "track3_muon": "Muon (track #36)",
+          "gluon_constrained": "Gluon (constrained)"}
 
 
 def test_optimizers_and_their_labels():

@@ -170,6 +170,6 @@ def test_a_failed_run_exits_nonzero_and_is_named(tmp_path, data_dir, capsys):
                      "--progress-every", "0", "--", *ex])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "FAIL  [0] gluon_mvr1 B=8 seed=0 (fig2): exit code 1" in out
+    assert "FAIL  [0] gluon_mvr1 B=8 seed=0 (fig2): exit code 2" in out  # refused: missing data
     assert "1 run(s) FAILED" in out and f"{results}/gluon_mvr1_b8_s0/launcher.out" in out
-    assert "Traceback" in (results / "gluon_mvr1_b8_s0" / "launcher.out").read_text()
+    assert "no train shard files match" in (results / "gluon_mvr1_b8_s0" / "launcher.out").read_text()

@@ -38,12 +38,18 @@ def run(tmp_dir, data_dir, optimizer, **kw):
     return train.train(cfg)
 
 
+TRACK3_SMALL = {"model": "track3", "model.n_layer": 1, "model.n_head": 2, "model.head_dim": 16}
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_trains(tmp_path, data_dir, optimizer):
-    summary = run(tmp_path / "run", data_dir, optimizer, steps=8)
+    # the optimization track's tuned lrs are for its own GPT (a small one here); the others train the tiny GPT
+    model = TRACK3_SMALL if optimizer.startswith("track3") else {}
+    summary = run(tmp_path / "run", data_dir, optimizer, steps=8, **model)
     rec = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rec] == list(range(1, 9))
-    assert rec[-1]["train_loss"] < rec[0]["train_loss"] - 0.5, [r["train_loss"] for r in rec]
+    drop = 0.3 if model else 0.5  # the track's GPT starts from a zero head: slower in its first 8 steps
+    assert rec[-1]["train_loss"] < rec[0]["train_loss"] - drop, [r["train_loss"] for r in rec]
     passes = 2 if rundir.optimizer_config(optimizer).get("reference") in TWO_PASS_SOURCES else 1
     # two-pass references skip the pass with nothing to feed: the last look-ahead / the first previous batch
     assert summary["grad_evals"] == (8 if passes == 1 else 15)

@@ -18,6 +18,7 @@ from trainer_utils import REPO, compose_cfg, read_metrics, small_run_overrides, 
 import train
 from harness import batching, distributed, metrics
 from harness.config import Device
+from model import GPT, GPTConfig
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +341,7 @@ def test_a_registered_geometry_trains_through_optimizer_lmos(tmp_path, data_dir,
              "++optimizer.hparams.radius": 2.0, "optimizer.lr": 0.01}
     cfg = compose_cfg(small_run_overrides(tmp_path / "run", data_dir, "muon", steps=2, **extra))
     assert train.train(cfg)["completed"]
-    opt = train.build_optimizer(cfg.optimizer, train.GPT(train.GPTConfig(vocab_size=64, n_layer=1, n_head=1,
+    opt = train.build_optimizer(cfg.optimizer, GPT(GPTConfig(vocab_size=64, n_layer=1, n_head=1,
                                                                           head_dim=16, seq_len=8)))
     assert {g["name"]: g["lmo"] for g in opt.param_groups}["hidden"] == "frobenius"
     bad = compose_cfg(small_run_overrides(tmp_path / "bad", data_dir, "muon", steps=1,

@@ -1,0 +1,356 @@
+"""experiment=track3: modded-nanogpt's optimization track. The model's names, shapes, dtypes,
+initialisation, soft-cap and rotary frequencies, and its loss against a hand-built float64 forward; the
+sequential stream against a literal reading of the track's generator (across a shard boundary, on 2 ranks,
+resumed); the schedule and the late validation cadence; per-group learning rates, the cubic Newton-Schulz
+and the tuned baseline's step in float64; every optimizer config under the experiment; the verdict's
+formulas on the track's own numbers, and its CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from trainer_utils import compose_cfg, small_run_overrides, write_test_shards
+
+import train
+from data.loader import TrainLoader
+from data.shards import write_shard
+from harness import rundir
+from model import GPTConfig, Track3GPT, half_rotary_frequencies
+from optim import MuonMVR, build_param_groups, newton_schulz
+from scripts import track3_verdict as tv
+
+TINY = dict(arch="track3", tie_embeddings=False, loss_impl="plain", n_layer=2, n_head=2, head_dim=8,
+            vocab_size=97, seq_len=16)
+
+
+def tiny_track3(seed: int = 0) -> Track3GPT:
+    torch.manual_seed(seed)
+    return Track3GPT(GPTConfig(**TINY))
+
+
+# ----------------------------------------------------------------------------- the model
+def expected_parameters(n_layer=12, d=768, vocab=50304):
+    """The track's GPT as its script names it: (name, shape) in registration order."""
+    out = [("embed.weight", (vocab, d))]
+    for i in range(n_layer):
+        b = f"blocks.{i}"
+        for lin in ("q", "k", "v", "proj"):
+            out += [(f"{b}.attn.{lin}.weight", (d, d)), (f"{b}.attn.{lin}.bias", (d,))]
+        out += [(f"{b}.mlp.fc.weight", (4 * d, d)), (f"{b}.mlp.fc.bias", (4 * d,)),
+                (f"{b}.mlp.proj.weight", (d, 4 * d)), (f"{b}.mlp.proj.bias", (d,)),
+                (f"{b}.norm1.gains", (d,)), (f"{b}.norm2.gains", (d,))]
+    return out + [("proj.weight", (vocab, d)), ("proj.bias", (vocab,)), ("norm1.gains", (d,)),
+                  ("norm2.gains", (d,))]
+
+
+def test_names_shapes_and_dtypes_are_the_tracks():
+    with torch.device("meta"):
+        model = train.build_model(compose_cfg(["experiment=track3"]))
+    got = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+    assert got == expected_parameters()
+    assert model.num_params() == 162_354_816
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert dtypes.pop("embed.weight") == torch.bfloat16 and set(dtypes.values()) == {torch.float32}
+    buffers = [n for n, _ in model.named_buffers()]
+    assert buffers == [f"blocks.{i}.attn.rotary.angular_freq" for i in range(12)]  # saved in state dicts
+
+
+def test_initialisation():
+    torch.manual_seed(0)
+    model = Track3GPT(GPTConfig(**{**TINY, "n_head": 4, "head_dim": 32, "vocab_size": 2000}))
+    for name, p in model.named_parameters():
+        if name.endswith("bias") or "proj" in name:
+            assert torch.count_nonzero(p) == 0, name  # attention out, MLP out and the head: zero
+        elif name.endswith("gains"):
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif name == "embed.weight":
+            assert abs(p.float().std().item() - 1.0) < 0.02
+        else:
+            assert abs(p.std().item() / math.sqrt(0.33 / p.size(1)) - 1) < 0.1, name
+
+
+def test_rotary_frequencies_and_soft_cap():
+    f = half_rotary_frequencies(128)
+    assert f.shape == (64,) and torch.equal(f[32:], torch.zeros(32))
+    assert f[0] == 1.0 and abs(f[31].item() - 1 / 1024) < 1e-9
+    assert torch.allclose(f[:32], (1 / 1024) ** torch.linspace(0, 1, 32))
+    model = tiny_track3().double()
+    with torch.no_grad():
+        model.proj.weight.normal_(std=30.0)  # logits far beyond the cap
+    logits, _ = model(torch.randint(0, 97, (2, 16)))
+    assert logits.dtype == torch.float64 and logits.abs().max() < 15.0 and logits.abs().max() > 14.0
+
+
+def reference_loss(sd: dict, idx: torch.Tensor, tgt: torch.Tensor, n_layer: int, n_head: int) -> torch.Tensor:
+    """The track's forward written out from its description, in float64, from a state dict."""
+    sd = {k: v.double() for k, v in sd.items()}
+
+    def norm(x, gains=None):
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + torch.finfo(x.dtype).eps) * (
+            1 if gains is None else gains)
+
+    def lin(x, name):
+        return x @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+
+    B, T = idx.shape
+    x = norm(sd["embed.weight"][idx], sd["norm1.gains"])
+    for i in range(n_layer):
+        b = f"blocks.{i}"
+        h = norm(x, sd[f"{b}.norm1.gains"])
+        q, k, v = (lin(h, f"{b}.attn.{n}").view(B, T, n_head, -1) for n in "qkv")
+        D = q.size(-1)
+        freq = torch.cat([(1 / 1024) ** torch.linspace(0, 1, D // 4), torch.zeros(D // 4)]).double()
+        theta = torch.arange(T, dtype=torch.float64)[:, None] * freq[None, :]
+        cos, sin = theta.cos()[None, :, None, :], theta.sin()[None, :, None, :]
+
+        q, k = (torch.cat([z[..., : D // 2] * cos + z[..., D // 2:] * sin,
+                           -z[..., : D // 2] * sin + z[..., D // 2:] * cos], -1) for z in (norm(q), norm(k)))
+        att = torch.einsum("bthd,bshd->bhts", q, k) * 0.12
+        att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+        y = torch.einsum("bhts,bshd->bthd", att, v).reshape(B, T, -1)
+        x = x + lin(y, f"{b}.attn.proj")
+        h = norm(x, sd[f"{b}.norm2.gains"])
+        x = x + lin(torch.relu(lin(h, f"{b}.mlp.fc")) ** 2, f"{b}.mlp.proj")
+    z = lin(norm(x, sd["norm2.gains"]), "proj")
+    z = 15 * z / torch.sqrt(z**2 + 225)
+    return F.cross_entropy(z.reshape(-1, z.size(-1)), tgt.reshape(-1), reduction="sum") / tgt.numel()
+
+
+def test_loss_equals_a_hand_built_forward_of_a_track_state_dict():
+    """A state dict keyed as the track writes it (random values, nothing zero) loads strictly and gives
+    the loss of the architecture written out by hand: mean = the track's summed loss / tokens."""
+    g = torch.Generator().manual_seed(1)
+    model = tiny_track3()
+    sd = {k: (torch.randn(v.shape, generator=g) * 0.3 + (1 if k.endswith("gains") else 0)).to(v.dtype)
+          for k, v in model.state_dict().items() if not k.endswith("angular_freq")}
+    sd.update({k: v for k, v in model.state_dict().items() if k.endswith("angular_freq")})
+    model.load_state_dict(sd, strict=True)
+    idx, tgt = torch.randint(0, 97, (3, 16), generator=g), torch.randint(0, 97, (3, 16), generator=g)
+    want = reference_loss(model.state_dict(), idx, tgt, 2, 2)
+    _, got64 = model.double()(idx, tgt)
+    assert abs(got64.item() - want.item()) < 1e-10
+    model = tiny_track3()
+    model.load_state_dict(sd, strict=True)
+    _, got = model(idx, tgt)  # as trained: bfloat16 activations after the bfloat16 embedding
+    assert abs(got.item() - want.item()) < 0.02 * want.item()
+
+
+def test_head_is_its_own_group_and_follows_the_embeddings_geometry():
+    model = tiny_track3()
+    for family, lmo in (("muon", "adamw"), ("gluon", "sign")):
+        groups = {g["name"]: g for g in build_param_groups(model, family)}
+        assert groups["head"]["params"] == [model.proj.weight] and groups["head"]["lmo"] == lmo
+        assert groups["embed"]["params"] == [model.embed.weight]
+        assert any(p is model.proj.bias for p in groups["vector"]["params"])
+
+
+# ----------------------------------------------------------------------------- the data stream
+def track_stream(shards: list[np.ndarray], batch: int, rank: int, world: int, steps: int):
+    """The track's generator, read literally: next shard when pos + B + 1 >= len; rank slice of B/W + 1."""
+    local = batch // world
+    it = iter(shards)
+    tokens, pos = next(it), 0
+    for _ in range(steps):
+        if pos + batch + 1 >= len(tokens):
+            tokens, pos = next(it), 0
+        buf = tokens[pos + rank * local:][: local + 1]
+        yield buf[:-1], buf[1:]
+        pos += batch
+
+
+def test_sequential_order_is_the_tracks_stream(tmp_path):
+    seq, seqs = 8, 4  # 32 tokens a step
+    sizes = [33, 100, 70, 33, 150]  # B + 1 = 33: skipped where the stream starts, one step after a move
+    rng = np.random.default_rng(0)
+    shards = [rng.integers(0, 60000, n) for n in sizes]
+    for i, t in enumerate(shards):
+        write_shard(tmp_path / f"s_train_{i:06d}.bin", t, vocab_size=65536)
+    steps = 0 + 3 + 2 + 1 + 4  # per shard: floor((n - B - 2) / B) + 1, at least 1 after a move
+    for world in (1, 2):
+        for rank in range(world):
+            loader = TrainLoader(str(tmp_path / "s_train_*.bin"), seq, seqs, 2 // world, rank=rank,
+                                 world_size=world, vocab_size=65536, sequential=True)
+            for step, (x, y) in enumerate(track_stream(shards, seq * seqs, rank, world, steps)):
+                got = loader.batch(step)
+                assert np.array_equal(torch.cat([m[0] for m in got]).reshape(-1).numpy(), x), (world, step)
+                assert np.array_equal(torch.cat([m[1] for m in got]).reshape(-1).numpy(), y), (world, step)
+    state = loader.state_dict(step=5)
+    again = TrainLoader(str(tmp_path / "s_train_*.bin"), seq, seqs, 1, rank=1, world_size=2,
+                        vocab_size=65536, sequential=True)
+    again.load_state_dict(state)
+    assert again.step == 5 and torch.equal(again.next_batch()[0][0], loader.batch(5)[0][0])
+    shuffled = TrainLoader(str(tmp_path / "s_train_*.bin"), seq, seqs, 1, rank=1, world_size=2,
+                           vocab_size=65536)
+    with pytest.raises(ValueError, match="sequential"):
+        shuffled.load_state_dict(state)
+
+
+def test_sequential_order_refuses_shards_smaller_than_a_step(tmp_path):
+    write_shard(tmp_path / "s_train_000000.bin", np.arange(30), vocab_size=65536)
+    with pytest.raises(ValueError, match="each step's 33 tokens from one shard"):
+        TrainLoader(str(tmp_path / "s_train_*.bin"), 8, 4, 4, vocab_size=65536, sequential=True)
+
+
+# ----------------------------------------------------------------------------- schedule and cadence
+def test_schedule_is_the_tracks():
+    tc = compose_cfg(["experiment=track3"]).train
+    for step in range(tc.steps):
+        progress = step / tc.steps
+        want = 1.0 if progress < 0.3 else (1 - progress) / 0.7
+        assert abs(train.lr_factor(step, tc) - want) < 1e-12, step
+    assert train.lr_factor(974, tc) == 1.0 and train.lr_factor(3249, tc) == pytest.approx(1 / 2275)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_test_shards(tmp_path_factory.mktemp("shards"))
+
+
+def test_late_validation_cadence(tmp_path, data_dir):
+    cfg = compose_cfg(small_run_overrides(tmp_path / "r", data_dir, "muon", steps=10, **{
+        "train.val_every": 4, "train.val_late_every": 1, "train.val_late_frac": 0.2}))
+    train.train(cfg)
+    steps = [r["step"] for r in rundir.read_metrics(tmp_path / "r") if r.get("val_loss") is not None]
+    assert steps == [4, 8, 9, 10]
+
+
+# ----------------------------------------------------------------------------- the optimizer
+def test_cubic_newton_schulz_in_float64():
+    G = torch.randn(5, 7, dtype=torch.float64)
+    X = G.T / (G.norm() + 1e-7)  # rows > cols: transposed
+    for _ in range(12):
+        A = X @ X.T
+        X = 2 * X + (-1.5 * A + 0.5 * A @ A) @ X
+    got = newton_schulz(G, steps=12, dtype=torch.float64, coefficients=(2.0, -1.5, 0.5))
+    assert torch.allclose(got, X.T, atol=1e-12)
+
+
+def test_a_groups_learning_rate_in_float64():
+    """optimizer.groups {embed: {lr: 0.7}}: the embedding steps as AdamW at lr 0.7 does; the rest at lr."""
+    model = tiny_track3().double()
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    grads = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+
+    def step(groups, lr):
+        for n, p in model.named_parameters():
+            p.data.copy_(base[n])
+            p.grad = grads[n].clone()
+        opt = MuonMVR(build_param_groups(model, "muon", overrides=groups), lr=lr, gamma=0.0, clip=False,
+                      reference="none", ns_dtype=torch.float64)
+        opt.step()
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    mixed, at_07, at_01 = step({"embed": {"lr": 0.7}}, 0.01), step({}, 0.7), step({}, 0.01)
+    assert torch.equal(mixed["embed.weight"], at_07["embed.weight"])
+    assert not torch.equal(at_07["embed.weight"], at_01["embed.weight"])
+    for n in mixed:
+        if n != "embed.weight":
+            assert torch.equal(mixed[n], at_01[n]), n
+
+
+def test_track3_muon_is_the_tuned_baseline_in_float64():
+    """One step of optimizer=track3_muon equals the track's Muon and AdamW step written out by hand."""
+    cfg = compose_cfg(["experiment=track3", "optimizer.ns_dtype=float64"])
+    model = tiny_track3().double()
+    for p in model.parameters():
+        p.data.normal_(std=0.5)
+        p.grad = torch.randn_like(p)
+    before = {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()}
+    opt = train.build_optimizer(cfg.optimizer, model)
+    opt.step()
+    scale = 524288  # the track's summed gradient is this times ours
+    for n, p in model.named_parameters():
+        X, g = before[n]
+        if p.ndim >= 2 and n.startswith("blocks."):  # Muon: lr 0.025, wd 0.05, Nesterov, 12 cubic NS
+            u = g.lerp(0.05 * g, 0.95)  # momentum M_1 = 0.05 g; Nesterov g.lerp(M, 0.95)
+            A, B = u.shape
+            W = u.T if A > B else u
+            W = W / (W.norm() + 1e-7)
+            for _ in range(12):
+                S = W @ W.T
+                W = 2 * W + (-1.5 * S + 0.5 * S @ S) @ W
+            O = W.T if A > B else W
+            want = X * (1 - 0.025 * 0.05) - 0.025 * max(1, A / B) ** 0.5 * O
+        else:  # AdamW (0.8, 0.95), eps 1e-10 on the summed gradient, wd 0.001
+            lr = {"embed.weight": 0.7, "proj.weight": 0.004}.get(n, 0.015)
+            G = g * scale
+            m, v = 0.2 * G / 0.2, 0.05 * G * G / 0.05
+            want = X * (1 - lr * 0.001) - lr * m / (v.sqrt() + 1e-10)
+        assert torch.allclose(p.detach(), want, rtol=1e-9, atol=1e-12), n
+
+
+# ----------------------------------------------------------------------------- every optimizer, one run
+def test_every_optimizer_config_composes_under_track3():
+    for opt in rundir.optimizer_names():
+        cfg = compose_cfg(["experiment=track3", f"optimizer={opt}"])
+        notes = train.check_before_work(cfg)
+        two_pass = rundir.optimizer_config(opt).get("reference") in ("prev_params", "prev_batch")
+        assert any("outside the rules of experiment track3" in n for n in notes) == two_pass, opt
+
+
+def test_a_small_track3_run_trains_and_resumes_exactly(tmp_path, data_dir):
+    extra = {"model": "track3", "model.n_layer": 1, "model.n_head": 2, "model.head_dim": 16,
+             "data.order": "sequential", "optimizer.eps": 1e-10, "figure.max_passes": 1}
+    over = [o for o in small_run_overrides(tmp_path / "a", data_dir, "track3_muon", steps=6, **extra)]
+    whole = train.train(compose_cfg(over))
+    assert whole["completed"] and math.isfinite(whole["final_val_loss"])
+    from trainer_utils import Crash, crash_after_checkpoint
+
+    cut = [o.replace(str(tmp_path / "a"), str(tmp_path / "b")) for o in over]
+    with crash_after_checkpoint(3), pytest.raises(Crash):
+        train.train(compose_cfg(cut))
+    resumed = train.train(compose_cfg(cut))
+    a, b = (rundir.read_metrics(tmp_path / d) for d in "ab")
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    assert resumed["final_val_loss"] == whole["final_val_loss"]
+
+
+# ----------------------------------------------------------------------------- the verdict
+def test_the_tracks_significance_rule_on_its_own_results():
+    assert tv.reaches_target(3.2787, 10)  # result #36, the tuned baseline
+    assert tv.significance(3.2787, 10) == pytest.approx(0.00411, abs=1e-5)
+    assert not tv.reaches_target(3.2777, 1)  # result #1
+    assert tv.reaches_target(3.276, 1) and tv.reaches_target(3.278, 4)  # the README's examples
+
+
+def test_the_tracks_pairwise_rule_on_its_worked_examples():
+    # result #13 against #11: the same final loss, 15 steps fewer, n = 16 and 10
+    assert tv.pairwise(3.2785, 16, 100, 3.2785, 10, 85) == pytest.approx(0.00167, abs=1e-5)
+    # #13 against #8: 3.2778 (n=10) vs 3.2785 (n=16), 40 steps fewer
+    assert tv.pairwise(3.2778, 10, 140, 3.2785, 16, 100) == pytest.approx(0.0027, abs=1e-4)
+    # the Muon hyperparameters of #12 against #6: 0.0002 worse, 50 steps fewer, n = 20 and 20
+    assert tv.pairwise(3.2788, 20, 150, 3.2790, 20, 100) == pytest.approx(0.00648, abs=1e-5)
+
+
+def fake_track_run(d, optimizer: str, seed: int, steps: int, final: float, passes: int = 1):
+    d.mkdir(parents=True)
+    cfg = {"optimizer": {"name": optimizer}, "seed": seed, "train": {"steps": steps},
+           "batch": {"global_seqs": 512}}
+    (d / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
+    for s in range(1, steps + 1):
+        val = {"val_loss": final + 0.0004 * (steps - s) / 25} if s % 25 == 0 else {}
+        rundir.append_metrics(d, dict(step=s, train_loss=4.0, grad_evals=s * passes, **val))
+    rundir.write_summary(d, dict(completed=True, steps=steps))
+
+
+def test_the_verdict_cli(tmp_path, capsys):
+    for seed, loss in enumerate([3.2785, 3.2790, 3.2786, 3.2788]):
+        fake_track_run(tmp_path / f"base_s{seed}", "track3_muon", seed, 300, loss)
+    for seed, loss in enumerate([3.2740, 3.2750, 3.2745]):
+        fake_track_run(tmp_path / f"mvr_s{seed}", "muon_mvr1", seed, 300, loss)
+    fake_track_run(tmp_path / "two_s0", "muon_mvr2", 0, 300, 3.270, passes=2)
+    assert tv.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| MuonMVR (MVR2) (outside the track's rules: 2 passes a step) | 300 | 2 | 1 |" in out
+    assert "| MuonMVR (MVR1) | 300 | 1 | 3 | 3.2745 ± 0.0005 | +0.00953 | yes | 275 |" in out
+    assert "| Muon (track #36) | 300 | 1 | 4 | 3.2787 ± 0.0002 | +0.00255 | no | — |" in out
+    assert "| MuonMVR (MVR1) | 300 | +0.00553 | yes |" in out
+    assert (tmp_path / "verdict.md").exists() and (tmp_path / "track3.png").exists()
+    fake_track_run(tmp_path / "dup", "muon_mvr1", 0, 300, 3.27)
+    assert tv.main([str(tmp_path)]) == tv.EXIT_REFUSED
+    assert "two runs of one seed" in capsys.readouterr().err

@@ -293,6 +293,18 @@ def test_every_optimizer_config_composes_under_track3():
         assert any("outside the rules of experiment track3" in n for n in notes) == two_pass, opt
 
 
+def test_a_registered_estimator_runs_under_track3_with_the_tracks_routing():
+    cfg = compose_cfg(["experiment=track3", "optimizer=muon", "optimizer.family=registered",
+                       "optimizer.estimator=storm", "optimizer.reference=prev_params", "optimizer.lr=0.01",
+                       "++optimizer.hparams.beta=0.9"])
+    notes = train.check_before_work(cfg)
+    assert any("outside the rules" in n for n in notes)  # STORM's exact reference: two passes a step
+    model = tiny_track3()
+    opt = train.build_optimizer(cfg.optimizer, model)
+    assert {g["name"]: g["lmo"] for g in opt.param_groups} == {
+        "hidden": "spectral", "embed": "adamw", "head": "adamw", "vector": "adamw"}
+
+
 def test_a_small_track3_run_trains_and_resumes_exactly(tmp_path, data_dir):
     extra = {"model": "track3", "model.n_layer": 1, "model.n_head": 2, "model.head_dim": 16,
              "data.order": "sequential", "optimizer.eps": 1e-10, "figure.max_passes": 1}

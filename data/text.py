@@ -324,6 +324,40 @@ def overrides_line(out: Path, prefix: str, tok: Tokenizer, seq_len: int, val_tok
 CPU_BATCH = "batch.global_seqs=16"
 
 
+def input_files(inputs, val_files, globs, out: Path, by_fraction: bool) -> tuple[list[Path], list[Path]]:
+    """The train and validation files: a file named both ways is refused; a --val-files file inside an
+    input folder is held out of training (with a note); empty files are skipped."""
+    what = "input" if by_fraction else "train"
+    train_paths = collect_files(inputs, globs, exclude=out, what=what)
+    val_paths = collect_files(val_files, globs, exclude=out, what="validation") if val_files else []
+    train_keys = {p.resolve() for p in train_paths}
+    both = [p for p in val_paths if p.resolve() in train_keys]
+    named = {Path(i).resolve() for i in inputs if Path(i).is_file()}  # train files given by name
+    twice = [p for p in both if p.resolve() in named]
+    if twice:
+        raise TextError(f"{len(twice)} file(s) are both train and validation inputs: {_few(twice)}; a file "
+                        f"must be in one split only (drop it from the positional inputs or from --val-files, "
+                        f"or move it out of the folder that holds it)")
+    if both:  # --val-files names a file inside an input folder: the folder trains on the rest
+        held = {p.resolve() for p in both}
+        train_paths = [p for p in train_paths if p.resolve() not in held]
+        _note(f"held out of training: {len(both)} file(s) that --val-files names inside the input folders "
+              f"({_few(both)})")
+        if not train_paths:
+            raise TextError("every train input is also a --val-files file: nothing is left to train on; "
+                            "pass more train files or folders")
+
+    empty = [p for p in train_paths + val_paths if p.stat().st_size == 0]
+    if len(empty) == len(train_paths) + len(val_paths):
+        raise TextError(f"all {len(empty)} input file(s) are empty ({_few(empty)}); nothing to tokenize: "
+                        f"pass files that hold text")
+    if empty:
+        _note(f"skipped {len(empty)} empty file(s): {_few(empty)}")
+        train_paths = [p for p in train_paths if p not in empty]
+        val_paths = [p for p in val_paths if p not in empty]
+    return train_paths, val_paths
+
+
 # ---------------------------------------------------------------------------------------- build
 def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_files=None,
           prefix: str = "text", shard_tokens: int = DEFAULT_SHARD_TOKENS, seq_len: int = DEFAULT_SEQ_LEN,
@@ -359,34 +393,7 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
         raise TextError(f"--out {out} exists and is not a folder; choose a folder for the shards")
 
     # ---- inputs
-    what = "input" if val_fraction is not None else "train"
-    train_paths = collect_files(inputs, globs, exclude=out, what=what)
-    val_paths = collect_files(val_files, globs, exclude=out, what="validation") if val_files else []
-    train_keys = {p.resolve() for p in train_paths}
-    both = [p for p in val_paths if p.resolve() in train_keys]
-    named = {Path(i).resolve() for i in inputs if Path(i).is_file()}  # train files given by name
-    twice = [p for p in both if p.resolve() in named]
-    if twice:
-        raise TextError(f"{len(twice)} file(s) are both train and validation inputs: {_few(twice)}; a file "
-                        f"must be in one split only (drop it from the positional inputs or from --val-files, "
-                        f"or move it out of the folder that holds it)")
-    if both:  # --val-files names a file inside an input folder: the folder trains on the rest
-        held = {p.resolve() for p in both}
-        train_paths = [p for p in train_paths if p.resolve() not in held]
-        _note(f"held out of training: {len(both)} file(s) that --val-files names inside the input folders "
-              f"({_few(both)})")
-        if not train_paths:
-            raise TextError("every train input is also a --val-files file: nothing is left to train on; "
-                            "pass more train files or folders")
-
-    empty = [p for p in train_paths + val_paths if p.stat().st_size == 0]
-    if len(empty) == len(train_paths) + len(val_paths):
-        raise TextError(f"all {len(empty)} input file(s) are empty ({_few(empty)}); nothing to tokenize: "
-                        f"pass files that hold text")
-    if empty:
-        _note(f"skipped {len(empty)} empty file(s): {_few(empty)}")
-        train_paths = [p for p in train_paths if p not in empty]
-        val_paths = [p for p in val_paths if p not in empty]
+    train_paths, val_paths = input_files(inputs, val_files, globs, out, val_fraction is not None)
 
     # ---- existing shards
     old = existing_shards(out, prefix) if out.is_dir() else []

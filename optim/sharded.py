@@ -23,7 +23,7 @@ from torch import Tensor
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
 from .defaults import defaults
-from .registry import Estimator, Geometry, get_estimator, get_geometry
+from .registry import ESTIMATORS, Estimator, Geometry, get_estimator, get_geometry
 from .validation import bad, check_choice, check_float, check_int
 
 REFERENCE_SOURCES = ("none", "prev_step", "prev_params", "prev_batch")
@@ -172,6 +172,10 @@ class ShardedOptimizer(torch.optim.Optimizer):
         supported = tuple(g.name for g in self._geometries())
         for group in routed:
             check_choice("lmo", group["lmo"], supported)
+            if "estimator" in group:  # a group's own estimator brings its own defaults
+                check_choice("estimator", group["estimator"], tuple(ESTIMATORS))
+                for key, value in get_estimator(group["estimator"]).defaults.items():
+                    group.setdefault(key, value)
             if group["lmo"] == "adamw":
                 for key, value in self._adamw_overrides.items():
                     group.setdefault(key, value)

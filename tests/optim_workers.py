@@ -93,12 +93,15 @@ def build(
     config: dict[str, Any],
     mode: str,
     ns_dtype: torch.dtype = torch.float64,
+    group_extra: dict[str, dict[str, Any]] | None = None,
 ) -> MuonMVR | GluonMVR:
+    """``group_extra``: a geometry's group's own hyperparameters, e.g. ``{"sign": {"variant": "gluon"}}``."""
     lmos = MUON_LMOS if kind == "muon_mvr" else GLUON_LMOS
     groups: dict[str, list[torch.Tensor]] = {}
     for p, lmo in zip(params, lmos):
         groups.setdefault(lmo, []).append(p)
-    param_groups = [{"params": ps, "lmo": lmo} for lmo, ps in groups.items()]
+    extra = group_extra or {}
+    param_groups = [{"params": ps, "lmo": lmo, **extra.get(lmo, {})} for lmo, ps in groups.items()]
     common = dict(
         reference=MODES[mode],
         ns_dtype=ns_dtype,
@@ -362,6 +365,33 @@ def clip_run(rank: int, world: int, store: str | None, out: str | None, steps: i
         opt = build("muon_mvr", params, MUON_CONFIGS["mars_clip_moonlight"], "lookahead_prev_params",
                     ns_dtype=dtype)
         opt.grad_clip = clip
+
+        def local(x: torch.Tensor, t: int, i: int, k: str) -> torch.Tensor:
+            return x if world == 1 else x + rank_noise(tuple(x.shape), t, i, k, rank, world).to(x.dtype)
+
+        final = drive(opt, params, case, "lookahead_prev_params", local=local, none_at=_no_none)[-1]
+        if out is not None:
+            torch.save(final, out.format(rank=rank))
+        return final
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def mixed_estimators_run(rank: int, world: int, store: str | None, out: str | None, steps: int = 4,
+                         sign_variant: str = "gluon", variant: str = "mvr1") -> list[torch.Tensor]:
+    """Gluon-MVR-1 on the spectral matrices with the sign-routed parameter on another estimator (its group's
+    own ``variant``), look-ahead hand-over; per-rank noise averages to the single-process gradient."""
+    import torch.distributed as dist
+
+    if world > 1:
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        case = make_case(steps, seed=7)
+        params = leaf_params(case["X0"], torch.float64)
+        opt = build("gluon", params, GLUON_CONFIGS[variant], "lookahead_prev_params",
+                    group_extra={"sign": {"variant": sign_variant}})
 
         def local(x: torch.Tensor, t: int, i: int, k: str) -> torch.Tensor:
             return x if world == 1 else x + rank_noise(tuple(x.shape), t, i, k, rank, world).to(x.dtype)

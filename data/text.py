@@ -325,27 +325,22 @@ CPU_BATCH = "batch.global_seqs=16"
 
 
 def input_files(inputs, val_files, globs, out: Path, by_fraction: bool) -> tuple[list[Path], list[Path]]:
-    """The train and validation files: a file named both ways is refused; a --val-files file inside an
-    input folder is held out of training (with a note); empty files are skipped."""
+    """The train and validation files: a --val-files file that the train inputs also hold (inside an input
+    folder, or named twice) is held out of training, with a note; which files went where is noted; empty
+    files are skipped."""
     what = "input" if by_fraction else "train"
     train_paths = collect_files(inputs, globs, exclude=out, what=what)
     val_paths = collect_files(val_files, globs, exclude=out, what="validation") if val_files else []
     train_keys = {p.resolve() for p in train_paths}
     both = [p for p in val_paths if p.resolve() in train_keys]
-    named = {Path(i).resolve() for i in inputs if Path(i).is_file()}  # train files given by name
-    twice = [p for p in both if p.resolve() in named]
-    if twice:
-        raise TextError(f"{len(twice)} file(s) are both train and validation inputs: {_few(twice)}; a file "
-                        f"must be in one split only (drop it from the positional inputs or from --val-files, "
-                        f"or move it out of the folder that holds it)")
-    if both:  # --val-files names a file inside an input folder: the folder trains on the rest
+    if both:  # --val-files wins: a file named for validation is held out of the train inputs
         held = {p.resolve() for p in both}
         train_paths = [p for p in train_paths if p.resolve() not in held]
-        _note(f"held out of training: {len(both)} file(s) that --val-files names inside the input folders "
-              f"({_few(both)})")
         if not train_paths:
             raise TextError("every train input is also a --val-files file: nothing is left to train on; "
                             "pass more train files or folders")
+        _note(f"held out of training: {len(both)} file(s) that --val-files names and the train inputs also "
+              f"hold ({_few(both)})")
 
     empty = [p for p in train_paths + val_paths if p.stat().st_size == 0]
     if len(empty) == len(train_paths) + len(val_paths):
@@ -355,6 +350,9 @@ def input_files(inputs, val_files, globs, out: Path, by_fraction: bool) -> tuple
         _note(f"skipped {len(empty)} empty file(s): {_few(empty)}")
         train_paths = [p for p in train_paths if p not in empty]
         val_paths = [p for p in val_paths if p not in empty]
+    if val_paths:
+        _note(f"train: {len(train_paths)} file(s) ({_few(train_paths)}); validation: {len(val_paths)} "
+              f"file(s) ({_few(val_paths)})")
     return train_paths, val_paths
 
 

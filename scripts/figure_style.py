@@ -15,10 +15,10 @@ from harness import rundir
 # looks the same in every figure. Five dash patterns: any five consecutive optimizers (a family and its
 # variants) differ in dash, marker and colour, so they stay apart in greyscale.
 PALETTE = ["#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#882255",
-           "#7F7F7F", "#117733", "#332288", "#999933"]
+           "#7F7F7F", "#117733", "#332288", "#999933", "#AA4499", "#44AA99"]
 LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1.2)), (0, (6, 1.5, 1.2, 1.5)), (0, (10, 2.5)),
               (0, (3, 1, 1, 1, 1, 1)), (0, (2, 3))]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*", ">", "d"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*", ">", "d", "p", "H"]
 # Sized for a single column: a figure is at most WIDTH inches wide, so printed 3.3 in wide its smallest
 # text (9.5 pt) is still 9.5 x 3.3 / 4.6 = 6.8 pt (tests/test_figures.py measures this on the saved files).
 WIDTH = 4.6

@@ -350,21 +350,20 @@ def uninterrupted(kind: str, name: str, mode: str, steps: int) -> list[torch.Ten
 # ------------------------------------------------------------------------------------------------
 # global gradient-norm clipping (train.grad_clip)
 # ------------------------------------------------------------------------------------------------
-def clip_run(rank: int, world: int, store: str | None, out: str | None, steps: int = 3,
-             dtype: torch.dtype = torch.float32, clip: float = 0.5) -> list[torch.Tensor]:
-    """MVR2 (look-ahead hand-over) with grad_clip on both passes; per-rank noise averages to the
-    single-process gradient. Saves the final parameters to ``out`` when given."""
+def _lookahead_run(rank: int, world: int, store: str | None, out: str | None, steps: int, seed: int,
+                   dtype: torch.dtype, make_opt: Any) -> list[torch.Tensor]:
+    """One case driven with the look-ahead hand-over on ``world`` gloo ranks (per-rank noise averages to
+    the single-process gradient); ``make_opt(params)`` builds the optimizer. Saves the final parameters
+    to ``out`` when given."""
     import torch.distributed as dist
 
     if world > 1:
         torch.set_num_threads(1)
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        case = make_case(steps, seed=5)
+        case = make_case(steps, seed=seed)
         params = leaf_params(case["X0"], dtype)
-        opt = build("muon_mvr", params, MUON_CONFIGS["mars_clip_moonlight"], "lookahead_prev_params",
-                    ns_dtype=dtype)
-        opt.grad_clip = clip
+        opt = make_opt(params)
 
         def local(x: torch.Tensor, t: int, i: int, k: str) -> torch.Tensor:
             return x if world == 1 else x + rank_noise(tuple(x.shape), t, i, k, rank, world).to(x.dtype)
@@ -376,30 +375,28 @@ def clip_run(rank: int, world: int, store: str | None, out: str | None, steps: i
     finally:
         if world > 1:
             dist.destroy_process_group()
+
+
+def clip_run(rank: int, world: int, store: str | None, out: str | None, steps: int = 3,
+             dtype: torch.dtype = torch.float32, clip: float = 0.5) -> list[torch.Tensor]:
+    """MVR2 (look-ahead hand-over) with grad_clip on both passes."""
+
+    def make_opt(params):
+        opt = build("muon_mvr", params, MUON_CONFIGS["mars_clip_moonlight"], "lookahead_prev_params",
+                    ns_dtype=dtype)
+        opt.grad_clip = clip
+        return opt
+
+    return _lookahead_run(rank, world, store, out, steps, 5, dtype, make_opt)
 
 
 def mixed_estimators_run(rank: int, world: int, store: str | None, out: str | None, steps: int = 4,
                          sign_variant: str = "gluon", variant: str = "mvr1") -> list[torch.Tensor]:
     """Gluon-MVR-1 on the spectral matrices with the sign-routed parameter on another estimator (its group's
-    own ``variant``), look-ahead hand-over; per-rank noise averages to the single-process gradient."""
-    import torch.distributed as dist
+    own ``variant``), look-ahead hand-over."""
 
-    if world > 1:
-        torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        case = make_case(steps, seed=7)
-        params = leaf_params(case["X0"], torch.float64)
-        opt = build("gluon", params, GLUON_CONFIGS[variant], "lookahead_prev_params",
-                    group_extra={"sign": {"variant": sign_variant}})
+    def make_opt(params):
+        return build("gluon", params, GLUON_CONFIGS[variant], "lookahead_prev_params",
+                     group_extra={"sign": {"variant": sign_variant}})
 
-        def local(x: torch.Tensor, t: int, i: int, k: str) -> torch.Tensor:
-            return x if world == 1 else x + rank_noise(tuple(x.shape), t, i, k, rank, world).to(x.dtype)
-
-        final = drive(opt, params, case, "lookahead_prev_params", local=local, none_at=_no_none)[-1]
-        if out is not None:
-            torch.save(final, out.format(rank=rank))
-        return final
-    finally:
-        if world > 1:
-            dist.destroy_process_group()
+    return _lookahead_run(rank, world, store, out, steps, 7, torch.float64, make_opt)

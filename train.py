@@ -1,4 +1,5 @@
-"""Train GPT with Muon, MuonMVR, Gluon, Gluon-MVR or AdamW on token shards, in one process or under torchrun.
+"""Train GPT with Muon, MuonMVR, Gluon, Gluon-MVR or any torch optimizer on token shards, in one process or
+under torchrun.
 
     python train.py                                          # tiny GPT, synthetic data, MuonMVR (MVR1)
     python train.py experiment=quickstart optimizer=muon     # the CPU quick start
@@ -9,6 +10,7 @@ the extra pass of a two-pass estimator), evaluation, and `train()`: pre-flight, 
 the summary. The machinery it calls lives in harness/, one concern per module:
 
     harness/config.py       the config schema (every key, type, choice, default) and the checks before work
+    harness/optimizer.py    the optimizer a config names (`_target_`), its param groups, 1..N ranks
     harness/distributed.py  ranks, signals, dying with torchrun, `fail_together` (a failure on any rank)
     harness/batching.py     micro-batch sizing, the GPU micro-batch probe, the data loaders
     harness/checkpoint.py   checkpoints, the run lock, the resume rules
@@ -19,8 +21,9 @@ the summary. The machinery it calls lives in harness/, one concern per module:
 Config groups: configs/. Optimizers: optim/ (equations: optim/README.md). Model: model.py. Data: data/.
 
 Step t uses the global batch xi_t (batch.global_seqs sequences over ranks and micro-batches). No DDP:
-every family's optimizer is optim/'s sharded one, which averages gradients across ranks itself, so both
-passes of a two-pass estimator communicate alike (docs/training.md, "How a step is arranged").
+optim/'s optimizers average gradients across ranks themselves, so both passes of a two-pass estimator
+communicate alike (docs/training.md, "How a step is arranged"); any other optimizer class is wrapped so
+that its gradients are averaged before its step (harness/optimizer.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 
+from harness import optimizer as harness_optimizer
 from harness import rundir
 from harness.batching import (
     micro_batch_size,
@@ -55,14 +59,12 @@ from harness.batching import (
 from harness.checkpoint import Checkpointer, NonFinite, RunLock
 from harness.config import (
     ConfigError,
-    Family,
     TrainCfg,
     check_command_line,
     check_config,
     check_schema,
     compile_enabled,
     max_micro_seqs,
-    optimizer_error,
     passes_note,
 )
 from harness.distributed import (
@@ -76,7 +78,6 @@ from harness.distributed import teardown as teardown_distributed
 from harness.memory import retain_freed_memory
 from harness.metrics import Metrics, Progress, RunLog, write_run_header
 from model import GPTConfig, build_gpt
-from optim import HyperparameterError
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume
@@ -101,78 +102,14 @@ def build_model(cfg) -> torch.nn.Module:
 
 
 def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
-    """The sharded optimizer of optim/ for optimizer.family; its errors name the optimizer.* key."""
-    from optim import GluonMVR, MuonMVR, ShardedOptimizer, build_param_groups
-
-    groups = OmegaConf.to_container(oc.groups)
-    common = dict(
-        ns_steps=oc.ns_steps,
-        ns_coefficients=tuple(oc.ns_coefficients),
-        ns_dtype=getattr(torch, oc.ns_dtype.value) if oc.ns_dtype else None,
-        adamw_betas=tuple(oc.betas),
-        adamw_eps=oc.eps,
-    )
-    family_args = {
-        Family.adamw: lambda: (
-            ShardedOptimizer,
-            [{"params": [p for p in model.parameters() if p.requires_grad], "lmo": "adamw"}],
-            dict(estimator="ema", weight_decay=oc.weight_decay),
-        ),
-        Family.muon: lambda: (
-            MuonMVR,
-            build_param_groups(model, "muon", overrides=groups),
-            dict(
-                momentum=oc.momentum,
-                gamma=oc.gamma,
-                weight_decay=oc.weight_decay,
-                reference=oc.reference.value,
-                clip=oc.clip,
-                nesterov=oc.nesterov,
-                scale=oc.scale.value,
-            ),
-        ),
-        Family.gluon: lambda: (
-            GluonMVR,
-            build_param_groups(model, "gluon", overrides=groups),
-            dict(
-                variant=oc.variant.value,
-                beta=oc.beta,
-                q=oc.q,
-                alpha=oc.alpha,
-                hidden_scale=oc.hidden_scale,
-                embed_scale=oc.embed_scale,
-                constrained=oc.constrained,
-                reference=oc.reference.value,
-                adamw_weight_decay=oc.weight_decay or None,
-            ),
-        ),
-        Family.registered: lambda: (
-            ShardedOptimizer,
-            build_param_groups(model, oc.routing.value, lmos=dict(oc.lmos), overrides=groups),
-            dict(
-                estimator=oc.estimator,
-                weight_decay=oc.weight_decay,
-                reference=oc.reference.value,
-                **OmegaConf.to_container(oc.hparams),
-            ),
-        ),
-    }
-    try:
-        cls, groups, args = family_args[oc.family]()
-        opt = cls(groups, lr=oc.lr, **args, **common)
-    except HyperparameterError as e:
-        raise ConfigError(optimizer_error(oc, e)) from None
-    except ValueError as e:
-        raise ConfigError(
-            f"optimizer {oc.name} (configs/optimizer/{oc.name}.yaml or its overrides): {e}"
-        ) from None
-    opt.grad_clip = grad_clip
-    return opt
+    """The optimizer class ``optimizer._target_`` names, with its keyword arguments, on ``model``'s routed
+    param groups (harness/optimizer.py); its errors name the optimizer.* key."""
+    return harness_optimizer.build_optimizer(oc, model, grad_clip)[0]
 
 
 class StandIn(torch.nn.Module):
     """Three parameters, one per routing group (an embedding, a matrix, a vector), to build an optimizer
-    on before any model exists."""
+    on before any model exists (the class's own checks run there)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -183,13 +120,13 @@ class StandIn(torch.nn.Module):
 
 def check_before_work(cfg) -> list[str]:
     """Every check that needs no rank, file or model: the model's fields (model.py), the config
-    (harness/config.py), then the optimizer's own hyperparameter ranges (momentum 1.0, q = 0, a plugin's
-    checks), by building it on a stand-in. Returns the notes for the log."""
+    (harness/config.py), then the optimizer's keys and ranges (a key the class does not take, momentum 1.0,
+    q = 0, a plugin's checks), by building it on a stand-in. Returns the notes for the log."""
     check_schema(cfg)  # every key exists
     model_config(cfg)  # model.* and data.seq_len
     notes = check_config(cfg)
-    passes = build_optimizer(cfg.optimizer, StandIn(), cfg.train.grad_clip).grad_evals_per_step
-    return notes + passes_note(cfg, passes)
+    stand_in, more = harness_optimizer.build_optimizer(cfg.optimizer, StandIn(), cfg.train.grad_clip)
+    return notes + more + passes_note(cfg, stand_in.grad_evals_per_step)
 
 
 # ----------------------------------------------------------------------------- one step

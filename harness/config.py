@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -26,39 +25,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from model import ARCHS, LOSS_IMPLS
-from optim import MUON_SCALES, REFERENCE_SOURCES, VARIANTS
-from optim.defaults import HPARAM_DEFAULTS as D
-
 
 # ----------------------------------------------------------------------------- schema
-class Family(Enum):
-    adamw = "adamw"  # AdamW on every parameter
-    muon = "muon"  # MuonMVR (Muon baseline and MVR1/2/3)
-    gluon = "gluon"  # GluonMVR (Gluon baseline and Gluon-MVR-1/2/3)
-    registered = "registered"  # any registered estimator: optimizer.estimator + optimizer.hparams
-
-
-# choices that optim/ defines are taken from it, not repeated here
-Reference = Enum("Reference", {name: name for name in REFERENCE_SOURCES}, type=str)
-
-
-Variant = Enum("Variant", {name: name for name in VARIANTS}, type=str)
-
-
-Scale = Enum("Scale", {name: name for name in MUON_SCALES}, type=str)
-
-
-class Routing(Enum):
-    muon = "muon"  # spectral hidden matrices, AdamW for embeddings/head/vectors
-    gluon = "gluon"  # spectral hidden matrices, sign for embeddings/head, AdamW for vectors
-
-
-class NSDtype(Enum):
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float64 = "float64"
-
-
 LossImpl = Enum("LossImpl", {name: name for name in LOSS_IMPLS}, type=str)  # model.py's choices
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
 
@@ -100,46 +68,6 @@ class ModelCfg:
 
 
 @dataclass
-class OptimCfg:
-    """optimizer.*; every hyperparameter's default comes from optim/defaults.py, where it is declared once."""
-
-    name: str = MISSING
-    label: str = ""  # how figures and tables name it (e.g. "Gluon-MVR-1"); "" -> name
-    family: Family = MISSING
-    lr: float = MISSING
-    weight_decay: float = D["weight_decay"]
-    betas: list[float] = field(default_factory=lambda: list(D["adamw_betas"]))  # AdamW (and AdamW-routed)
-    eps: float = D["adamw_eps"]
-    # muon family (MuonMVR)
-    momentum: float = D["momentum"]
-    gamma: float = D["gamma"]
-    clip: bool = D["clip"]
-    nesterov: bool = D["nesterov"]
-    scale: Scale = Scale[D["scale"]]
-    # gluon family (GluonMVR)
-    variant: Variant = Variant.gluon
-    beta: float = D["beta"]
-    q: float = D["q"]
-    alpha: float = D["alpha"]
-    hidden_scale: float = D["hidden_scale"]
-    embed_scale: float = D["embed_scale"]
-    constrained: bool = D["constrained"]  # constrained Scion: X <- (1 - lr) X - lr s lmo(M) (spectral, sign)
-    # registered family: any registered estimator (optim/README.md, "Adding an estimator or a geometry")
-    plugins: list[str] = field(default_factory=list)  # modules imported first: they call register_estimator
-    estimator: str = ""
-    routing: Routing = Routing.muon
-    lmos: dict[str, str] = field(default_factory=dict)  # {hidden|embed|vector: a registered geometry}
-    hparams: dict[str, Any] = field(default_factory=dict)
-    # all families
-    reference: Reference = Reference[D["reference"]]
-    ns_steps: int = D["ns_steps"]
-    ns_coefficients: list[float] = field(default_factory=lambda: list(D["ns_coefficients"]))  # (a, b, c)
-    # a routed group's own hyperparameters, e.g. {embed: {lr: 0.7}} (optim/param_groups.py)
-    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ns_dtype: NSDtype | None = None  # null: the optimizer's default (bf16 on CUDA, float32 on CPU)
-
-
-@dataclass
 class BatchCfg:
     name: str = MISSING
     global_seqs: int = MISSING
@@ -160,13 +88,13 @@ class DataCfg:
 class TrainCfg:
     steps: int = 200
     warmup_steps: int = 0
-    warmdown_frac: float = 0.284
+    warmdown_frac: float = 0.284  # Scion/Gluon GPT: 1450 warm-down steps of 5100
     val_every: int = 50  # 0: only at the end
     val_late_every: int = 0  # validation interval over the last val_late_frac of the steps (0: val_every)
     val_late_frac: float = 0.1
     ckpt_every: int = 100  # 0: only at the end (and on preemption)
     log_every: int = 1
-    max_micro_seqs: str = "16"  # an int, or "auto": the largest that fits (probed on CUDA; 16 on CPU)
+    max_micro_seqs: str = "auto"  # an int, or "auto": the largest that fits (CUDA: probed from 64; CPU: 16)
     grad_clip: float | None = None  # clip the global norm of every gradient pass (the MuonMVR paper: 1.0)
     peak_tflops: float | None = None  # dense bf16 peak per device for MFU; null: looked up by GPU name
     timing_warmup: int = 2  # steps after (re)start excluded from the median step time (compile warm-up)
@@ -191,15 +119,17 @@ class WandbCfg:
 @dataclass
 class Config:
     model: ModelCfg = field(default_factory=ModelCfg)
-    optimizer: OptimCfg = field(default_factory=OptimCfg)
+    # the optimizer class (`_target_`) and its keyword arguments, plus the trainer's own keys:
+    # harness/optimizer.py `OptimizerSpec`; the class's signature decides which keys exist
+    optimizer: dict[str, Any] = field(default_factory=dict)
     batch: BatchCfg = field(default_factory=BatchCfg)
     data: DataCfg = field(default_factory=DataCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     figure: FigureCfg = field(default_factory=FigureCfg)
     wandb: WandbCfg = field(default_factory=WandbCfg)
     seed: int = 0
-    run_name: str = "run"
-    run_dir: str = "runs/run"
+    run_name: str = MISSING  # configs/config.yaml: <optimizer>_<batch>_s<seed>
+    run_dir: str = MISSING  # configs/config.yaml: runs/<run_name>-<run_id>
     resume: Resume = Resume.auto
     resume_allow: list[str] = field(default_factory=list)  # keys that may differ from the checkpoint's
     device: Device = Device.auto
@@ -237,11 +167,41 @@ CONFIG_GROUPS = ("model", "optimizer", "batch", "data", "experiment")  # configs
 HYDRA_FLAGS = ("-m", "--multirun")  # the only flags `check_command_line` reads past; others: Hydra's
 
 
-def config_choices(group: str) -> list[str]:
-    """The options of a config group: ``configs/<group>/**/*.yaml`` as paths without the suffix."""
-    return sorted(
-        str(p.relative_to(CONFIGS / group).with_suffix("")) for p in (CONFIGS / group).rglob("*.yaml")
-    )
+def config_choices(group: str, roots: list[Path] | None = None) -> list[str]:
+    """The options of a config group: ``<root>/<group>/**/*.yaml`` as paths without the suffix, for
+    ``configs/`` and every extra config directory (``hydra.searchpath=[file://my_configs]``)."""
+    dirs = [root / group for root in [CONFIGS, *(roots or [])]]
+    return sorted({str(p.relative_to(d).with_suffix("")) for d in dirs for p in d.rglob("*.yaml")})
+
+
+def search_roots(overrides: list) -> list[Path]:
+    """The ``file://`` directories of a ``hydra.searchpath=[...]`` override (where users keep their own
+    optimizer or experiment configs beside the repository's)."""
+    roots = []
+    for o in overrides:
+        if o.key_or_group == "hydra.searchpath" and not o.is_delete():
+            value = o.value()
+            for item in value if isinstance(value, list) else [value]:
+                if str(item).startswith("file://"):
+                    roots.append(Path(str(item).removeprefix("file://")))
+    return roots
+
+
+def compose_config(overrides: list[str]):
+    """The config ``python train.py <overrides>`` trains, composed outside a Hydra app (tests, scripts):
+    the same schema and the same ``${hydra:...}`` values (an optimizer's name is its config file's)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with read_write(cfg), open_dict(cfg):
+        for key in ("name", "label"):  # resolved now: HydraConfig is global, the next compose replaces it
+            cfg.optimizer[key] = cfg.optimizer[key]
+        del cfg["hydra"]
+    return cfg
 
 
 def schema_keys(node: Any = Config, prefix: str = "") -> dict[str, bool]:
@@ -271,12 +231,14 @@ def check_command_line(args: list[str]) -> None:
     except Exception:  # noqa: BLE001 - a syntax error: Hydra reports it with its own message
         return
     keys = schema_keys()
+    roots = search_roots(overrides)
+    open_keys = []  # plain overrides inside an open section (optimizer.*): Hydra needs the key to exist
     for o in overrides:
         key = o.key_or_group
         if key.split(".")[0] == "hydra" or o.is_delete() or o.package is not None:
             continue
         if key in CONFIG_GROUPS:
-            choices = config_choices(key)
+            choices = config_choices(key, roots)
             values = (
                 list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
             )
@@ -288,7 +250,9 @@ def check_command_line(args: list[str]) -> None:
                     )
             continue
         parent = next((k for k, free in keys.items() if free and key.startswith(k + ".")), None)
-        if key in keys or parent is not None:  # inside a dict (optimizer.hparams.x): Hydra's `+` is right
+        if parent is not None and not (o.is_add() or o.is_force_add()):
+            open_keys.append(o)
+        if key in keys or parent is not None:  # inside an open dict (optimizer.*): its class decides
             continue
         section, _, leaf = key.rpartition(".")
         siblings = [k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == section]
@@ -303,62 +267,30 @@ def check_command_line(args: list[str]) -> None:
             f"no key {key}{hint} Every key is in harness/config.py `Config`; a + prefix cannot add keys to "
             "the schema"
         )
+    if open_keys and not any(o.is_sweep_override() for o in overrides) and "-m" not in args:
+        _check_open_keys(args, open_keys)
 
 
-# optimizer.* keys each family reads (beyond those every family reads); any other key set away from its
-# default has no effect: refused when given on the command line, logged as a note when a config sets it
-OPTIM_COMMON_KEYS = ("name", "label", "family", "lr", "weight_decay", "betas", "eps", "plugins")
-
-
-SPECTRAL_KEYS = ("reference", "ns_steps", "ns_coefficients", "ns_dtype", "groups")  # families with groups
-FAMILY_KEYS = {
-    Family.adamw: (),
-    Family.muon: ("momentum", "gamma", "clip", "nesterov", "scale", *SPECTRAL_KEYS),
-    Family.gluon: (
-        "variant",
-        "beta",
-        "q",
-        "alpha",
-        "hidden_scale",
-        "embed_scale",
-        "constrained",
-        *SPECTRAL_KEYS,
-    ),
-    Family.registered: ("estimator", "routing", "lmos", "hparams", *SPECTRAL_KEYS),
-}
-
-
-def command_line_keys() -> set[str]:
-    """Keys overridden on this Hydra command line (`key=`, `+key=`, `++key=`); empty outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return set()
-    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task if "=" in o}
-
-
-def unread_optimizer_keys(cfg) -> list[str]:
-    """The optimizer.* keys set away from their defaults that cfg.optimizer.family never reads; refused
-    if given on the command line (so a mistyped intent never trains silently)."""
-    oc, family = cfg.optimizer, cfg.optimizer.family
-    defaults = OmegaConf.to_container(OmegaConf.structured(OptimCfg), enum_to_str=True)
-    values = OmegaConf.to_container(oc, resolve=True, enum_to_str=True)
-    read = set(OPTIM_COMMON_KEYS) | set(FAMILY_KEYS[family])
-    unread = [k for k in values if k not in read and values[k] != defaults[k]]
-    given = command_line_keys()
-    for k in unread:
-        if f"optimizer.{k}" in given or any(g.startswith(f"optimizer.{k}.") for g in given):
-            raise _bad(
-                f"optimizer.{k}",
-                values[k],
-                f"optimizer {oc.name} (family {family.value}) does not read it, so it would have no "
-                f"effect; keys it reads: {sorted(read)}. Choose an optimizer of the family you meant "
-                "(e.g. optimizer=gluon_mvr2) or drop the override",
-            )
-    return [
-        f"note: optimizer.{k}={values[k]!r} is set by a config but not read by family {family.value}"
-        for k in unread
-    ]
+def _check_open_keys(args: list[str], open_keys: list) -> None:
+    """``optimizer.K=v`` for a K the optimizer's config does not set: Hydra cannot override a key that is
+    not there. Say so with the closest keys it sets, and the ``+`` form that sets a keyword the yaml
+    leaves at its class's default (the class then checks it)."""
+    lines = {o.input_line for o in open_keys}
+    try:
+        cfg = compose_config([a for a in args if a not in lines and a not in HYDRA_FLAGS])
+    except Exception:  # noqa: BLE001 - anything else wrong is Hydra's to report
+        return
+    for o in open_keys:
+        section, _, leaf = o.key_or_group.rpartition(".")
+        node = OmegaConf.select(cfg, section)
+        if node is None or leaf in node:
+            continue
+        close = difflib.get_close_matches(leaf, [str(k) for k in node], cutoff=0.6)
+        hint = f"; did you mean {' or '.join(f'{section}.{k}' for k in close[:3])}?" if close else "."
+        raise ConfigError(
+            f"no key {o.key_or_group} in configs/{section}/{node.get('name')}.yaml{hint} A keyword its class "
+            f"takes but its config does not set is added with +: +{o.input_line}"
+        )
 
 
 INT_MINIMA = {  # integer key: its smallest allowed value (model.* and data.seq_len: model.py `GPTConfig`)
@@ -371,7 +303,6 @@ INT_MINIMA = {  # integer key: its smallest allowed value (model.* and data.seq_
     "train.timing_warmup": 0,
     "batch.global_seqs": 1,
     "data.val_tokens": 1,
-    "optimizer.ns_steps": 1,
     "seed": 0,
 }
 
@@ -395,7 +326,6 @@ def check_config(cfg) -> list[str]:
     _check_schedule(cfg.train)
     _check_validation_split(cfg.data)
     _check_positive(cfg)
-    _check_optimizer(cfg.optimizer)
     not_allowed = sorted(set(cfg.resume_allow) - set(RESUME_OPT_IN))
     if not_allowed:
         raise _bad(
@@ -403,10 +333,7 @@ def check_config(cfg) -> list[str]:
             list(cfg.resume_allow),
             f"{not_allowed} may never change on resume; allowed: {sorted(RESUME_OPT_IN)}",
         )
-    notes = unread_optimizer_keys(cfg)
-    if cfg.optimizer.lr == 0:
-        notes.append("warning: optimizer.lr=0: the parameters will not move")
-    return notes
+    return ["warning: optimizer.lr=0: the parameters will not move"] if cfg.optimizer.get("lr") == 0 else []
 
 
 def _check_schedule(tc) -> None:
@@ -453,46 +380,6 @@ def _check_positive(cfg) -> None:
                 value,
                 "must be a positive number" + (" or null" if key != "wandb.init_timeout_s" else ""),
             )
-    for key in ("lr", "weight_decay", "eps"):
-        value = cfg.optimizer[key]
-        if not (math.isfinite(value) and value >= 0):
-            raise _bad(f"optimizer.{key}", value, "must be a finite number >= 0")
-
-
-def _check_optimizer(oc) -> None:
-    """Plugins import; a registered family names a registered estimator and geometries."""
-    for module in oc.plugins:
-        try:
-            importlib.import_module(module)
-        except Exception as e:  # noqa: BLE001 - any failure to import is the user's to fix
-            why = (
-                f"importing it failed ({type(e).__name__}: {e}); give an importable module (on PYTHONPATH "
-                "or in the repository) that registers your estimator"
-            )
-            raise _bad("optimizer.plugins", module, why) from None
-    if oc.family != Family.registered:
-        return
-    from optim import ESTIMATORS, GEOMETRIES, ROUTED_GROUPS
-
-    if oc.estimator not in ESTIMATORS:
-        raise _bad(
-            "optimizer.estimator",
-            oc.estimator,
-            f"with family=registered choose a registered estimator: "
-            f"{sorted(ESTIMATORS)} (optim/README.md, 'Adding an estimator')",
-        )
-    for group, lmo in oc.lmos.items():
-        if group not in ROUTED_GROUPS:
-            raise _bad(
-                "optimizer.lmos", dict(oc.lmos), f"{group!r} is not a group; use {list(ROUTED_GROUPS)}"
-            )
-        if lmo not in GEOMETRIES:
-            raise _bad(
-                f"optimizer.lmos.{group}",
-                lmo,
-                f"choose a registered geometry: {sorted(GEOMETRIES)} (a new one: optim/README.md, "
-                "'Adding an estimator or a geometry', and name its module in optimizer.plugins)",
-            )
 
 
 def passes_note(cfg, passes: int) -> list[str]:
@@ -506,20 +393,6 @@ def passes_note(cfg, passes: int) -> list[str]:
         f"takes {passes} gradient passes a step, the protocol allows {limit}; compare it per gradient "
         "evaluation"
     ]
-
-
-OPTIMIZER_ARG_KEYS = {"adamw_betas": "betas", "adamw_eps": "eps", "adamw_weight_decay": "weight_decay"}
-
-
-def optimizer_error(oc, e) -> str:
-    """optim/'s HyperparameterError ``e`` in the trainer's terms: the key optimizer.<key> (or
-    optimizer.hparams.<name> for a registered estimator's own hyperparameter), the value, why, and the
-    file it came from."""
-    key = OPTIMIZER_ARG_KEYS.get(e.name, e.name)
-    if key not in OptimCfg.__dataclass_fields__ or (oc.family == Family.registered and e.name in oc.hparams):
-        key = f"hparams.{e.name}"
-    where = f"optimizer {oc.name}: configs/optimizer/{oc.name}.yaml or its overrides"
-    return f"config key optimizer.{key}={e.value!r} is invalid: {e.why} ({where})"
 
 
 # ----------------------------------------------------------------------------- what may change on resume

@@ -25,7 +25,7 @@ from .registry import (
     register_geometry,
 )
 from .sharded import REFERENCE_SOURCES, TWO_PASS_SOURCES, ShardedOptimizer
-from .validation import HyperparameterError
+from .validation import HyperparameterError, UnknownHyperparameter
 
 __all__ = [
     "ESTIMATORS",
@@ -43,6 +43,7 @@ __all__ = [
     "HyperparameterError",
     "MuonMVR",
     "ShardedOptimizer",
+    "UnknownHyperparameter",
     "adam_direction_",
     "build_param_groups",
     "check_coverage",

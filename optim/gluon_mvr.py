@@ -7,10 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
-from .defaults import HPARAM_DEFAULTS as D
 from .registry import Estimator, get_estimator
 from .sharded import ShardedOptimizer
 from .validation import bad, check_choice
@@ -41,56 +39,29 @@ class GluonMVR(ShardedOptimizer):
     ``adamw_betas``, ``adamw_eps``, ``adamw_lr`` (None: ``lr``), ``adamw_weight_decay`` (None: 0).
     The paper's setting: η = 3.6e-4, s_hidden = 50, s_embed = 3000, β = 0.9 and
     ``reference="prev_params"`` (two gradients on the same batch).
+
+    Keyword arguments beyond ``lr`` and ``variant`` are the hyperparameters of the estimators and the
+    geometries (``beta``, ``q``, ``alpha``, ``hidden_scale``, ``embed_scale``, ``constrained``,
+    ``reference``, ``ns_*``, ``adamw_*``); each default is declared once, in ``optim/registry.py``.
     """
 
-    preset_defaults = {"variant": "mvr1"}
+    # unScion's spectral radius, two gradients on the same batch (the paper's setting), no weight decay on
+    # the LMO steps; `variant` is set per group (a group may keep plain momentum)
+    preset_defaults = {"variant": "mvr1", "scale": "unscion", "reference": "prev_params"}
+    param_routing = "gluon"
 
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 3.6e-4,
-        variant: Variant = "mvr1",
-        beta: float = D["beta"],
-        q: float = D["q"],
-        alpha: float = D["alpha"],
-        hidden_scale: float = D["hidden_scale"],
-        embed_scale: float = D["embed_scale"],
-        constrained: bool = D["constrained"],
-        reference: Literal["none", "prev_step", "prev_params", "prev_batch"] = "prev_params",
-        ns_steps: int = D["ns_steps"],
-        ns_coefficients: tuple[float, float, float] = D["ns_coefficients"],
-        ns_dtype: torch.dtype | None = None,
-        adamw_betas: tuple[float, float] = D["adamw_betas"],
-        adamw_eps: float = D["adamw_eps"],
-        adamw_lr: float | None = None,
-        adamw_weight_decay: float | None = None,
         *,
+        variant: Variant = "mvr1",
         process_group: Any = None,
+        **hparams: Any,
     ) -> None:
         check_choice("variant", variant, VARIANTS)
-        super().__init__(
-            params,
-            VARIANT_ESTIMATORS[variant],
-            lr=lr,
-            variant=variant,
-            beta=beta,
-            q=q,
-            alpha=alpha,
-            scale="unscion",
-            hidden_scale=hidden_scale,
-            embed_scale=embed_scale,
-            constrained=constrained,
-            reference=reference,
-            weight_decay=0.0,
-            ns_steps=ns_steps,
-            ns_coefficients=ns_coefficients,
-            ns_dtype=ns_dtype,
-            adamw_betas=adamw_betas,
-            adamw_eps=adamw_eps,
-            adamw_lr=adamw_lr,
-            adamw_weight_decay=adamw_weight_decay,
-            process_group=process_group,
-        )
+        estimator = VARIANT_ESTIMATORS[variant]
+        super().__init__(params, estimator, lr=lr, variant=variant, process_group=process_group, **hparams)
 
     def _estimator_name(self, group: dict[str, Any]) -> str:
         return VARIANT_ESTIMATORS[group["variant"]]

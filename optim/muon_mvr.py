@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
-from .defaults import HPARAM_DEFAULTS as D
 from .sharded import ShardedOptimizer
 from .validation import check_bool, check_choice
 
@@ -39,6 +37,11 @@ class MuonMVR(ShardedOptimizer):
     Everything else (lmo ``"adamw"``: by default parameters with ndim < 2) takes AdamW with
     ``adamw_betas``, ``adamw_eps``, ``adamw_lr`` (None: ``lr``) and ``adamw_weight_decay``
     (None: ``weight_decay``); no variance reduction there.
+
+    Keyword arguments beyond ``lr``, ``is_approx`` and ``reference`` are the hyperparameters of the
+    ``"mars"`` estimator and the geometries (``momentum``, ``gamma``, ``clip``, ``nesterov``, ``scale``,
+    ``weight_decay``, ``ns_steps``, ``ns_coefficients``, ``ns_dtype``, ``adamw_*``); each default is
+    declared once, in ``optim/registry.py`` beside the code that reads it.
     """
 
     supported_lmos = ("spectral", "adamw")
@@ -47,47 +50,16 @@ class MuonMVR(ShardedOptimizer):
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 3e-3,
-        momentum: float = D["momentum"],
-        gamma: float = D["gamma"],
-        weight_decay: float = D["weight_decay"],
+        *,
         is_approx: bool = True,
         reference: ReferenceSource | None = None,
-        clip: bool = D["clip"],
-        nesterov: bool = D["nesterov"],
-        scale: Literal["moonlight", "muon"] = D["scale"],
-        ns_steps: int = D["ns_steps"],
-        ns_coefficients: tuple[float, float, float] = D["ns_coefficients"],
-        ns_dtype: torch.dtype | None = None,
-        adamw_betas: tuple[float, float] = D["adamw_betas"],
-        adamw_eps: float = D["adamw_eps"],
-        adamw_lr: float | None = None,
-        adamw_weight_decay: float | None = None,
-        *,
         process_group: Any = None,
+        **hparams: Any,
     ) -> None:
         check_bool("is_approx", is_approx)
         if reference is None:
             reference = "prev_step" if is_approx else "prev_params"
-        super().__init__(
-            params,
-            "mars",
-            lr=lr,
-            momentum=momentum,
-            gamma=gamma,
-            weight_decay=weight_decay,
-            reference=reference,
-            clip=clip,
-            nesterov=nesterov,
-            scale=scale,
-            ns_steps=ns_steps,
-            ns_coefficients=ns_coefficients,
-            ns_dtype=ns_dtype,
-            adamw_betas=adamw_betas,
-            adamw_eps=adamw_eps,
-            adamw_lr=adamw_lr,
-            adamw_weight_decay=adamw_weight_decay,
-            process_group=process_group,
-        )
+        super().__init__(params, "mars", lr=lr, reference=reference, process_group=process_group, **hparams)
 
     def _validate_group(self, group: dict[str, Any], where: str) -> None:
         check_choice("scale" + where, group["scale"], MUON_SCALES)

@@ -9,6 +9,7 @@ from torch import Tensor
 
 #: Quintic coefficients (a, b, c) of Keller Jordan's Muon.
 NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5  # iterations (Keller Jordan's Muon)
 NS_EPS = 1e-7
 
 
@@ -37,7 +38,7 @@ def default_ns_dtype(device: torch.device | str) -> torch.dtype:
 
 def newton_schulz(
     G: Tensor,
-    steps: int = 5,
+    steps: int = NS_STEPS,
     dtype: torch.dtype | None = None,
     coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
     eps: float = NS_EPS,

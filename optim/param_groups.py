@@ -1,7 +1,7 @@
 """Paper-style parameter routing (which parameter takes which geometry) and the coverage check.
 
-| parameter                                        | group  | family "muon" | family "gluon" |
-|--------------------------------------------------|--------|---------------|----------------|
+| parameter                                        | group  | routing "muon" | routing "gluon" |
+|--------------------------------------------------|--------|----------------|-----------------|
 | hidden matrices (ndim ≥ 2, not below)            | hidden | spectral      | spectral       |
 | ``nn.Embedding`` params (a tied head with them)  | embed  | adamw         | sign           |
 | an untied output head: ``model.lm_head``'s       | head   | adamw         | sign           |
@@ -9,7 +9,8 @@
 
 Tied weights (the same tensor reachable under two names) appear once; frozen parameters are left out.
 ``lmos`` replaces the geometry of any group (``ROUTED_GROUPS``) by a registered one, e.g.
-``{"hidden": "my_geometry"}`` (the trainer's ``optimizer.lmos``); the head follows ``lmos["embed"]``
+``{"hidden": "my_geometry"}`` (the trainer's ``optimizer.lmos``; a name that is not registered is a
+:class:`~optim.validation.HyperparameterError` for ``lmos.<group>``); the head follows ``lmos["embed"]``
 unless ``lmos["head"]`` is given. ``overrides`` sets a group's own hyperparameters, e.g.
 ``{"embed": {"lr": 0.7}}`` (the trainer's ``optimizer.groups``): the optimizer reads a key a group sets
 before its own default, and the trainer's schedule scales each group's lr by the same factor.
@@ -22,26 +23,38 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from .validation import HyperparameterError
+
 ROUTED_GROUPS = ("hidden", "embed", "head", "vector")
 
 
 def build_param_groups(
     model: nn.Module,
-    family: Literal["muon", "gluon"],
+    routing: Literal["muon", "gluon"],
     lmos: dict[str, str] | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Param groups ``[{"name": ..., "lmo": ..., "params": [...]}, ...]`` for ``MuonMVR`` (``family=
-    "muon"``) or ``GluonMVR`` (``family="gluon"``), the geometries of the table above unless ``lmos``
+    """Param groups ``[{"name": ..., "lmo": ..., "params": [...]}, ...]`` for ``MuonMVR`` (``routing=
+    "muon"``) or ``GluonMVR`` (``routing="gluon"``), the geometries of the table above unless ``lmos``
     names others; empty groups are dropped. Checks coverage."""
-    if family not in ("muon", "gluon"):
-        raise ValueError(f"Invalid family: {family!r} (must be 'muon' or 'gluon')")
+    from .registry import GEOMETRIES
+
+    if routing not in ("muon", "gluon"):
+        raise ValueError(f"Invalid routing: {routing!r} (must be 'muon' or 'gluon')")
     lmos = dict(lmos or {})
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
     for what, given in (("lmos", lmos), ("groups", overrides)):
         unknown = sorted(set(given) - set(ROUTED_GROUPS))
         if unknown:
             raise ValueError(f"Invalid {what}: {unknown} are not groups (use {list(ROUTED_GROUPS)})")
+    for group, lmo in lmos.items():
+        if lmo not in GEOMETRIES:
+            raise HyperparameterError(
+                f"lmos.{group}",
+                lmo,
+                f"choose a registered geometry: {sorted(GEOMETRIES)} (optim/README.md, 'Adding an estimator "
+                "or a geometry')",
+            )
     for name, hp in overrides.items():
         if "params" in hp or "lmo" in hp:
             raise ValueError(f"Invalid groups: {name} sets 'params'/'lmo'; route with lmos instead")
@@ -65,7 +78,7 @@ def build_param_groups(
             head.append(p)
         else:
             hidden.append(p)
-    embed_lmo = lmos.get("embed", "sign" if family == "gluon" else "adamw")
+    embed_lmo = lmos.get("embed", "sign" if routing == "gluon" else "adamw")
     groups = [
         {"name": "hidden", "lmo": lmos.get("hidden", "spectral"), "params": hidden},
         {"name": "embed", "lmo": embed_lmo, "params": embed},

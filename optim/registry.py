@@ -33,7 +33,6 @@ from torch import Tensor
 
 from . import estimators as E
 from . import updates as U
-from .defaults import defaults
 from .newton_schulz import default_ns_dtype, newton_schulz
 from .validation import Check, boolean, float_in, one_of
 
@@ -158,14 +157,19 @@ def _check_betas(name: str, value: Any) -> None:
         check_float(name, b, lo=0.0, hi=1.0, hi_open=True)
 
 
-_BETA = {"beta": float_in(0.0, 1.0, hi_open=True)}
-_Q = {"q": float_in(0.0, 1.0, lo_open=True)}
-_ALPHA = {"alpha": float_in(0.0)}
+# Each hyperparameter's check and default, declared once, beside the estimators that read them.
+# The Gluon-MVR paper's beta, q and alpha (its Fig. 4 gives alpha only for Gluon-MVR-3's configs):
+_BETA, BETA = {"beta": float_in(0.0, 1.0, hi_open=True)}, {"beta": 0.9}
+_Q, Q = {"q": float_in(0.0, 1.0, lo_open=True)}, {"q": 0.5}
+_ALPHA, ALPHA = {"alpha": float_in(0.0)}, {"alpha": 0.0}
+# The MuonMVR paper's momentum and correction strength, its per-tensor clip; Nesterov off
+MARS = {"momentum": 0.95, "gamma": 0.025, "clip": True, "nesterov": False}
+ADAM = {"adamw_betas": (0.9, 0.95), "adamw_eps": 1e-8}  # AdamW on the parameters routed to it
 _always = lambda group: True  # noqa: E731
 _never = lambda group: False  # noqa: E731
 
 for _est in (
-    Estimator("ema", _ema, ("momentum",), _never, _BETA, defaults("beta")),
+    Estimator("ema", _ema, ("momentum",), _never, _BETA, BETA),
     Estimator(
         "mars",
         _mars,
@@ -177,17 +181,17 @@ for _est in (
             "clip": boolean,
             "nesterov": boolean,
         },
-        defaults("momentum", "gamma", "clip", "nesterov"),
+        MARS,
     ),
-    Estimator("storm", _storm, ("momentum",), _always, _BETA, defaults("beta")),
-    Estimator("mvr2", _mvr2, ("G", "momentum"), _always, {**_BETA, **_Q}, defaults("beta", "q")),
+    Estimator("storm", _storm, ("momentum",), _always, _BETA, BETA),
+    Estimator("mvr2", _mvr2, ("G", "momentum"), _always, {**_BETA, **_Q}, {**BETA, **Q}),
     Estimator(
         "mvr3",
         _mvr3,
         ("G", "momentum"),
         _always,
         {**_BETA, **_Q, **_ALPHA},
-        defaults("beta", "q", "alpha"),
+        {**BETA, **Q, **ALPHA},
     ),
     Estimator(
         "adam",
@@ -195,7 +199,7 @@ for _est in (
         ("exp_avg", "exp_avg_sq"),
         _never,
         {"adamw_betas": _check_betas, "adamw_eps": float_in(0.0, lo_open=True)},
-        defaults("adamw_betas", "adamw_eps"),
+        ADAM,
     ),
 ):
     register_estimator(_est)
@@ -205,6 +209,9 @@ for _est in (
 # built-in geometries (optim/updates.py and optim/README.md §3)
 # ----------------------------------------------------------------------------------------------
 SPECTRAL_SCALES = ("moonlight", "muon", "unscion")
+# unScion's radii (the Gluon-MVR paper's Fig. 4: 50 for hidden matrices, 3000 for the sign step) and Scion's
+# constrained form (1 − η) X − η·s·lmo, off: the papers' unconstrained steps
+CONSTRAINED = {"constrained": False}
 
 
 def _orthogonalize(Us: Tensor, group: dict) -> Tensor:
@@ -245,7 +252,7 @@ for _geo in (
         _spectral_apply,
         "matrix",
         {"scale": one_of(*SPECTRAL_SCALES), "hidden_scale": _positive, "constrained": boolean},
-        defaults("scale", "hidden_scale", "constrained"),
+        {"scale": "moonlight", "hidden_scale": 50.0, **CONSTRAINED},
         min_ndim=2,
     ),
     Geometry(
@@ -254,7 +261,7 @@ for _geo in (
         _sign_apply,
         "elementwise",
         {"embed_scale": _positive, "constrained": boolean},
-        defaults("embed_scale", "constrained"),
+        {"embed_scale": 3000.0, **CONSTRAINED},
     ),
     Geometry("adamw", lambda d, group: d, _euclidean_apply, "elementwise", estimator="adam"),
 ):

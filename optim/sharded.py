@@ -22,14 +22,21 @@ from torch import Tensor
 
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
-from .defaults import defaults
+from .newton_schulz import NS_COEFFICIENTS, NS_STEPS
 from .registry import ESTIMATORS, Estimator, Geometry, get_estimator, get_geometry
-from .validation import bad, check_choice, check_float, check_int
+from .validation import UnknownHyperparameter, as_dtype, bad, check_choice, check_float, check_int
 
 REFERENCE_SOURCES = ("none", "prev_step", "prev_params", "prev_batch")
 TWO_PASS_SOURCES = ("prev_params", "prev_batch")
+# The hyperparameters every estimator and geometry shares. reference "none": no correction (h_t unused);
+# ns_dtype None: bfloat16 on CUDA, float32 elsewhere (optim/newton_schulz.py `default_ns_dtype`).
 COMMON_DEFAULTS: dict[str, Any] = dict(
-    lr=1e-3, **defaults("weight_decay", "reference", "ns_steps", "ns_coefficients", "ns_dtype")
+    lr=1e-3,
+    weight_decay=0.0,
+    reference="none",
+    ns_steps=NS_STEPS,
+    ns_coefficients=NS_COEFFICIENTS,
+    ns_dtype=None,
 )
 
 
@@ -47,12 +54,14 @@ class ShardedOptimizer(torch.optim.Optimizer):
     into ``"spectral"`` for ndim ≥ 2 and ``"adamw"`` for ndim < 2). ``estimator``: the registered
     estimator of every group whose geometry does not bring its own. Every other keyword is a
     hyperparameter of the estimator, a geometry or the common set (``lr``, ``weight_decay``,
-    ``reference``, ``ns_steps``, ``ns_coefficients``, ``ns_dtype``); unknown keywords are an error.
+    ``reference``, ``ns_steps``, ``ns_coefficients``, ``ns_dtype``); an unknown keyword is an
+    :class:`~optim.validation.UnknownHyperparameter` (a ``TypeError`` naming the closest known ones).
     ``adamw_lr`` / ``adamw_weight_decay`` (None: ``lr`` / ``weight_decay``) apply to ``"adamw"`` groups.
     """
 
     supported_lmos: tuple[str, ...] | None = None  # None: every registered geometry
-    preset_defaults: dict[str, Any] = {}  # a preset's own keys (e.g. GluonMVR's "variant")
+    preset_defaults: dict[str, Any] = {}  # a preset's own keys and values (e.g. GluonMVR's "variant")
+    param_routing = "muon"  # the table (optim/param_groups.py) a trainer builds this class's param groups by
 
     def __init__(
         self,
@@ -88,16 +97,16 @@ class ShardedOptimizer(torch.optim.Optimizer):
 
     # ---------------------------------------------------------------- hyperparameters
     def _defaults(self, estimator: str, hparams: dict[str, Any]) -> dict[str, Any]:
+        check_choice("estimator", estimator, tuple(ESTIMATORS))
         defaults = dict(COMMON_DEFAULTS, estimator=estimator, **self.preset_defaults)
         for part in (*self._estimator_pool(estimator), *self._geometries(), *self._geometry_estimators()):
             for key, value in part.defaults.items():
                 defaults.setdefault(key, value)
-        unknown = sorted(set(hparams) - set(defaults))
+        unknown = set(hparams) - set(defaults)
         if unknown:
-            raise ValueError(
-                f"Invalid hyperparameter(s) {unknown} for estimator {estimator!r}; known: {sorted(defaults)}"
-            )
+            raise UnknownHyperparameter(unknown, [*defaults, "adamw_lr", "adamw_weight_decay"])
         defaults.update(hparams)
+        defaults["ns_dtype"] = as_dtype("ns_dtype", defaults["ns_dtype"])
         return defaults
 
     def _geometries(self) -> list[Geometry]:
@@ -118,9 +127,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         abc = group["ns_coefficients"]
         if not (isinstance(abc, (tuple, list)) and len(abc) == 3 and all(_finite_number(v) for v in abc)):
             raise bad("ns_coefficients" + where, abc, "must be three finite numbers (a, b, c)")
-        ns_dtype = group["ns_dtype"]
-        if ns_dtype is not None and not (isinstance(ns_dtype, torch.dtype) and ns_dtype.is_floating_point):
-            raise bad("ns_dtype" + where, ns_dtype, "must be None or a floating torch.dtype")
+        group["ns_dtype"] = as_dtype("ns_dtype" + where, group["ns_dtype"])
         parts = [*self._estimator_pool(group["estimator"]), *self._geometries(), *self._geometry_estimators()]
         for part in parts:
             for key, check in part.hparams.items():

@@ -7,9 +7,12 @@ speaks in its own terms (the trainer's config keys) reads its ``name``, ``value`
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import torch
 
 Check = Callable[[str, Any], None]  # (name as the user spells it, value) -> None or ValueError
 
@@ -24,6 +27,20 @@ class HyperparameterError(ValueError):
     def __init__(self, name: str, value: Any, why: str) -> None:
         super().__init__(f"Invalid {name}: {value!r} ({why})")
         self.name, self.value, self.why = name.removesuffix(PARAM_GROUP), value, why
+
+
+class UnknownHyperparameter(TypeError):
+    """Keyword arguments the optimizer does not take (a ``TypeError``, as Python raises for an unexpected
+    keyword): ``names`` the unknown ones, ``known`` every one it takes, ``close`` per unknown name its
+    closest known names (for "did you mean")."""
+
+    def __init__(self, names: Iterable[str], known: Iterable[str]) -> None:
+        self.names, self.known = sorted(names), sorted(known)
+        self.close = {n: difflib.get_close_matches(n, self.known, n=3, cutoff=0.6) for n in self.names}
+        hints = "; ".join(f"{n}: did you mean {' or '.join(c)}?" for n, c in self.close.items() if c)
+        super().__init__(
+            f"Invalid hyperparameter(s) {self.names}{f' ({hints})' if hints else ''}; known: {self.known}"
+        )
 
 
 def bad(name: str, value: Any, why: str) -> HyperparameterError:
@@ -75,3 +92,15 @@ def one_of(*choices: str) -> Check:
 
 def boolean(name: str, value: Any) -> None:
     check_bool(name, value)
+
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")  # ns_dtype by name (a config file's spelling)
+
+
+def as_dtype(name: str, value: Any) -> torch.dtype | None:
+    """``value`` as a floating torch.dtype: None, a dtype, or its name (``"bfloat16"``)."""
+    if value is None or (isinstance(value, torch.dtype) and value.is_floating_point):
+        return value
+    if isinstance(value, str) and value in DTYPES:
+        return getattr(torch, value)
+    raise bad(name, value, f"must be None, a floating torch.dtype or one of {', '.join(map(repr, DTYPES))}")

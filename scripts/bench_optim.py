@@ -46,15 +46,12 @@ TORCH_MUON = "torch.optim.Muon"
 
 def build_variant(name: str, params: list[torch.nn.Parameter], ns_dtype: str) -> Any:
     """The optimizer `train.py` trains with for configs/optimizer/<name>.yaml (on matrices only)."""
-    from omegaconf import OmegaConf
-
     import train
-    from harness.config import OptimCfg
 
     config, overrides = (name, {}) if name not in EXTRA_VARIANTS else EXTRA_VARIANTS[name]
-    oc = OmegaConf.merge(OmegaConf.structured(OptimCfg), rundir.optimizer_config(config), overrides)
+    oc = {"name": config, **rundir.optimizer_config(config), **overrides}
     if ns_dtype != "default":
-        oc.ns_dtype = ns_dtype
+        oc["ns_dtype"] = ns_dtype
     holder = torch.nn.Module()
     holder.matrices = torch.nn.ParameterList(params)
     return train.build_optimizer(oc, holder)

@@ -31,12 +31,12 @@ def main(argv=None) -> dict:
     import contextlib
 
     import torch
-    from hydra import compose, initialize_config_dir
 
     import train
     from data.loader import TrainLoader
     from data.synthetic import write_synthetic_shards
     from harness.batching import micro_batch_size, micro_cap
+    from harness.config import compose_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     write_synthetic_shards(tmp / "data", train_tokens=1_000_000, val_tokens=20_000)
@@ -45,8 +45,7 @@ def main(argv=None) -> dict:
                  f"data.val_files={tmp / 'data'}/synthetic_val_*.bin", "data.val_tokens=4096",
                  f"data.seq_len={args.seq_len}", f"batch.global_seqs={args.global_seqs}",
                  f"train.steps={args.steps}", "train.val_every=0", "train.ckpt_every=0", "train.log_every=1"]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides)
 
     # bare loop: same model/optimizer/batches, nothing else
     torch.manual_seed(cfg.seed)

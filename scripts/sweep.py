@@ -107,23 +107,15 @@ def config_diff(a: dict, b: dict) -> list[str]:
 class Composer:
     """Hydra compose of configs/, exactly as `python train.py <overrides>` resolves it."""
 
-    def __init__(self):
-        from hydra import initialize_config_dir
-
-        import harness.config  # noqa: F401  (registers the schema "base_schema" the defaults list names)
-
-        self._ctx = initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None)
-        self._ctx.__enter__()
-
     def __call__(self, overrides: list[str]) -> dict:
-        from hydra import compose
         from omegaconf import OmegaConf
 
-        cfg = compose(config_name="config", overrides=list(overrides))
-        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        from harness.config import compose_config
+
+        return OmegaConf.to_container(compose_config(overrides), resolve=True, enum_to_str=True)
 
     def close(self) -> None:
-        self._ctx.__exit__(None, None, None)
+        """Nothing to release: every config is composed on its own (harness/config.py `compose_config`)."""
 
 
 def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None, results: Path,

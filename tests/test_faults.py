@@ -520,13 +520,13 @@ def test_moved_shards_resume_when_opted_in_and_other_shards_do_not(tmp_path, dat
         in_process(other, other_data, steps=8, extra=[allow])
 
 
-def test_config_drift_other_optimizer_family(tmp_path, data_dir):
-    """A gluon optimizer on a muon run: refused with old → new lines (no KeyError on keys one family
+def test_config_drift_other_optimizer_class(tmp_path, data_dir):
+    """A gluon optimizer on a muon run: refused with old → new lines (no KeyError on keys one class
     lacks), nothing written."""
     run_dir = tmp_path / "run"
     in_process(run_dir, data_dir, "muon", steps=3)
-    msg = refused(run_dir, data_dir, [], "optimizer.family: 'muon' → 'gluon'", optimizer="gluon_mvr1",
-                  steps=3)
+    msg = refused(run_dir, data_dir, [], "optimizer._target_: 'optim.MuonMVR' → 'optim.GluonMVR'",
+                  optimizer="gluon_mvr1", steps=3)
     assert "optimizer.name: 'muon' → 'gluon_mvr1'" in msg, msg
 
 
@@ -647,7 +647,7 @@ BAD = [
     ("train.log_every=0", "train.log_every"),
     ("batch.micro_seqs=0", "batch.micro_seqs"),
     ("model.n_head=0", "model.n_head"),
-    ("optimizer.ns_dtype=foo", "optimizer.ns_dtype"),
+    ("+optimizer.ns_dtype=foo", "optimizer.ns_dtype"),
     ("train.val_every=-1", "train.val_every"),
     ("train.ckpt_every=-5", "train.ckpt_every"),
     ("model.n_layer=0", "model.n_layer"),
@@ -658,7 +658,7 @@ BAD = [
     ("train.warmup_steps=5", "train.warmup_steps"),  # overlaps the warm-down of 6 steps
     ("data.val_tokens=100", "data.val_tokens"),  # not whole sequences of 64 tokens
     ("optimizer.momentum=1.0", "optimizer.momentum"),  # invalid, not reported as a change on resume
-    ("optimizer.betas=[0.9,1.2]", "optimizer.betas"),
+    ("+optimizer.adamw_betas=[0.9,1.2]", "optimizer.adamw_betas"),
 ]
 
 

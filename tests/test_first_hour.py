@@ -30,9 +30,10 @@ def typed(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 # ----------------------------------------------------------------------------- refused before Hydra composes
 @pytest.mark.parametrize("args, says", [
-    (["optimizer.lrr=0.01"], "no key optimizer.lrr; did you mean optimizer.lr?"),
+    (["optimizer.lrr=0.01"], "optimizer.lrr in configs/optimizer/muon_mvr1.yaml; did you mean optimizer.lr?"),
+    (["optimizer=gluon", "optimizer.q=0.1"], "is added with +: +optimizer.q=0.1"),
     (["trian.steps=3"], "no key trian.steps; did you mean train.steps?"),
-    (["+optimizer.lrr=0.01"], "no key optimizer.lrr; did you mean optimizer.lr?"),
+    (["+optimizer.lrr=0.01"], "optimizer.lrr (did you mean lr?): optim.MuonMVR does not take them"),
     (["optimizer=muon_mvr4"], "there is no optimizer config 'muon_mvr4'"),
     (["-m", "optimizer=muon,muon_mvr4"], "there is no optimizer config 'muon_mvr4'"),
     (["experiment=one_gpu/fig9"], "choose one of: fig1, fig2"),
@@ -48,7 +49,7 @@ def test_a_typo_on_the_command_line_exits_2_with_the_fix(tmp_path, args, says):
 
 def test_the_command_line_check_lets_valid_overrides_through():
     check_command_line(["optimizer=gluon_mvr2", "optimizer.lr=1e-3", "experiment=one_gpu/fig1", "model=small",
-                        "++optimizer.hparams.beta=0.5", "optimizer.hparams.beta=0.5", "~wandb",
+                        "+optimizer.beta=0.5", "optimizer.beta=0.5", "~wandb",
                         "hydra.verbose=true", "-m", "seed=0,1,2"])
     check_command_line(["--cfg", "job", "no.such.key=1"])  # other Hydra flags: Hydra's own handling
 

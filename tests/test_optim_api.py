@@ -42,7 +42,7 @@ def test_build_param_groups_routes_and_dedupes_tied_weights() -> None:
     groups = {g["name"]: g for g in build_param_groups(untied, "gluon")}
     assert groups["head"]["params"] == [untied.lm_head.weight] and groups["head"]["lmo"] == "sign"
     assert "embed" not in groups  # no embedding: the group is dropped
-    with pytest.raises(ValueError, match="family"):
+    with pytest.raises(ValueError, match="routing"):
         build_param_groups(m, "adam")
 
 

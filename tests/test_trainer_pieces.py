@@ -261,47 +261,108 @@ def test_hydra_entry_returns_the_final_validation_loss(tmp_path, data_dir):
     assert value == json.loads((tmp_path / "h" / "summary.json").read_text())["final_val_loss"]
 
 
-# ----------------------------------------------------------------------------- family: registered
-def test_any_registered_estimator_trains_through_family_registered(tmp_path, data_dir):
-    """A new estimator needs no trainer edit: family=registered names it, its hyperparameters go in
-    optimizer.hparams (a yaml's `hparams: {beta: 0.8}`, or `++optimizer.hparams.beta=0.8` on the command
-    line; here the built-in STORM estimator with the two-pass reference)."""
-    extra = {"optimizer.family": "registered", "optimizer.estimator": "storm",
-             "optimizer.reference": "prev_params", "optimizer.routing": "gluon",
-             "++optimizer.hparams.beta": 0.8, "++optimizer.hparams.scale": "unscion",
-             "++optimizer.hparams.embed_scale": 500.0, "optimizer.lr": 1e-3}
-    cfg = compose_cfg(small_run_overrides(tmp_path / "s", data_dir, "gluon", steps=3, **extra))
-    summary = train.train(cfg)
+# ----------------------------------------------------------------------------- any registered estimator
+def overrides_of(run_dir, data_dir, base: str, steps: int, extra: dict) -> list[str]:
+    """small_run_overrides with Hydra's deletions (`~key`: {"~key": None})."""
+    overrides = small_run_overrides(run_dir, data_dir, base, steps=steps, **extra)
+    return [o.removesuffix("=None") for o in overrides]
+
+
+# gluon.yaml's keys under the generic class (GluonMVR's own `variant` removed)
+AS_SHARDED = {"optimizer._target_": "optim.ShardedOptimizer", "~optimizer.variant": None}
+
+
+def test_any_registered_estimator_trains_through_a_yaml(tmp_path, data_dir):
+    """A registered estimator needs no trainer edit: optim.ShardedOptimizer with estimator=<name>, its
+    hyperparameters as keyword arguments (here the built-in STORM estimator, two-pass, Gluon's routing)."""
+    extra = {**AS_SHARDED, "+optimizer.estimator": "storm", "optimizer.reference": "prev_params",
+             "+optimizer.routing": "gluon", "optimizer.beta": 0.8, "+optimizer.scale": "unscion",
+             "+optimizer.embed_scale": 500.0, "optimizer.lr": 1e-3}
+    summary = train.train(compose_cfg(overrides_of(tmp_path / "s", data_dir, "gluon", 3, extra)))
     assert summary["grad_evals"] == 5  # two passes a step, none extra at the last step
-    extra = {"optimizer.family": "registered", "optimizer.estimator": "nope"}
-    bad = compose_cfg(small_run_overrides(tmp_path / "b", data_dir, "gluon", steps=1, **extra))
-    with pytest.raises(ValueError, match="optimizer.estimator='nope'.*registered estimator"):
+    extra["+optimizer.estimator"] = "nope"
+    bad = compose_cfg(overrides_of(tmp_path / "b", data_dir, "gluon", 1, extra))
+    with pytest.raises(ValueError, match="optimizer.estimator='nope' is invalid: must be one of"):
         train.train(bad)
     assert not (tmp_path / "b").exists()
 
 
-# ----------------------------------------------------------------------------- keys the family never reads
-def test_a_key_the_family_ignores_is_refused_on_the_command_line(tmp_path, data_dir):
-    """optimizer=muon optimizer.beta=0.5 would train Muon with beta unread: refused (exit 2, the key and
-    the fix named, no traceback, no run_dir made)."""
+# ----------------------------------------------------------------------------- any importable optimizer
+USER_OPTIMIZER = '''
+import torch
+
+
+class KickSGD(torch.optim.Optimizer):
+    """SGD whose every step adds `kick` times the sign of the gradient (a class this repository never saw)."""
+
+    def __init__(self, params, lr=0.1, kick=0.0):
+        if kick < 0:
+            raise ValueError(f"Invalid kick: {kick}")
+        super().__init__(params, dict(lr=lr, kick=kick))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad + group["kick"] * p.grad.sign(), alpha=-group["lr"])
+'''
+
+
+def test_a_users_own_optimizer_class_trains_by_a_yaml_alone(tmp_path, data_dir, monkeypatch):
+    """A torch optimizer from the user's module, its yaml in the user's config folder (hydra.searchpath):
+    trained with no trainer edit, its own hyperparameter (kick) passed, its own check run before any work,
+    per-group lr through optimizer.routing + groups."""
+    (tmp_path / "my_optim.py").write_text(USER_OPTIMIZER)
+    (tmp_path / "conf" / "optimizer").mkdir(parents=True)
+    yaml_text = "_target_: my_optim.KickSGD\nlr: 0.05\nkick: 0.01\n"
+    (tmp_path / "conf" / "optimizer" / "kick.yaml").write_text(yaml_text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    cfg = compose_cfg([*small_run_overrides(tmp_path / "run", data_dir, "kick", steps=3), search])
+    assert (cfg.optimizer.name, cfg.optimizer.label) == ("kick", "kick")
+    summary = train.train(cfg)
+    assert summary["completed"] and summary["grad_evals"] == 3
+    opt = train.build_optimizer(cfg.optimizer, train.StandIn())
+    assert type(opt.optimizer).__name__ == "KickSGD" and opt.param_groups[0]["kick"] == 0.01
+    routed = compose_cfg([*small_run_overrides(tmp_path / "r", data_dir, "kick", steps=1), search,
+                          "+optimizer.routing=muon", "+optimizer.groups={embed:{lr:0.5}}"])
+    lrs = {g["name"]: g["lr"] for g in train.build_optimizer(routed.optimizer, train.StandIn()).param_groups}
+    assert lrs == {"hidden": 0.05, "embed": 0.5, "vector": 0.05}
+    bad = compose_cfg([*small_run_overrides(tmp_path / "bad", data_dir, "kick", steps=1), search,
+                       "optimizer.kick=-1"])
+    with pytest.raises(train.ConfigError, match=r"optimizer kick \(my_optim.KickSGD.*Invalid kick: -1"):
+        train.train(bad)
+    assert not (tmp_path / "bad").exists()
+
+
+# ----------------------------------------------------------------------------- keys the class does not take
+def test_a_key_the_class_does_not_take_is_refused_before_any_work(tmp_path, data_dir):
+    """optimizer=muon +optimizer.momentun=0.5 would train Muon with the key unread: refused (exit 2, the key,
+    the closest key MuonMVR takes, no traceback, no run_dir made)."""
     args = small_run_overrides(tmp_path / "run", data_dir, "muon", steps=1)
-    out = subprocess.run([sys.executable, str(REPO / "train.py"), *args, "optimizer.beta=0.5"],
+    out = subprocess.run([sys.executable, str(REPO / "train.py"), *args, "+optimizer.momentun=0.5"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert out.returncode == train.EXIT_CONFIG, out.stderr[-2000:]
-    assert "optimizer.beta=0.5" in out.stderr and "does not read it" in out.stderr, out.stderr
+    assert "optimizer.momentun (did you mean momentum?)" in out.stderr, out.stderr
+    assert "MuonMVR does not take" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()
 
 
-def test_a_key_set_by_a_config_for_another_family_is_noted(tmp_path, data_dir):
-    """A config may set a key for every family (experiment=proxy sets optimizer.embed_scale): for a
-    family that does not read it the run goes ahead and train.log says so."""
-    cfg = compose_cfg(small_run_overrides(tmp_path / "run", data_dir, "muon", steps=1,
-                                          **{"optimizer.embed_scale": 500.0}))
-    assert train.train(cfg)["completed"]
-    log = (tmp_path / "run" / "train.log").read_text()
-    assert "note: optimizer.embed_scale=500.0 is set by a config but not read by family muon" in log
+def test_a_where_taken_key_the_class_does_not_take_is_noted(tmp_path, data_dir):
+    """An experiment's setting for whichever optimizer runs (experiment=proxy's where_taken.embed_scale):
+    GluonMVR gets it, MuonMVR and torch's AdamW do not, and train.log says so."""
+    for name, taken in (("muon", False), ("adamw", False), ("gluon", True)):
+        run = tmp_path / name
+        cfg = compose_cfg(small_run_overrides(run, data_dir, name, steps=1,
+                                              **{"+optimizer.where_taken.embed_scale": 500.0}))
+        assert train.train(cfg)["completed"]
+        note = "note: optimizer.where_taken.embed_scale not passed" in (run / "train.log").read_text()
+        assert note != taken, name
+        opt = train.build_optimizer(cfg.optimizer, train.StandIn())
+        assert any(g.get("embed_scale") == 500.0 for g in opt.param_groups) == taken, name
 
 
 def test_validation_micro_batch_adapts_to_the_validation_set(tmp_path, data_dir):
@@ -336,15 +397,14 @@ def test_a_registered_geometry_trains_through_optimizer_lmos(tmp_path, data_dir,
     an unregistered name is refused naming the key."""
     (tmp_path / "my_geometry.py").write_text(GEOMETRY_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    extra = {"optimizer.family": "registered", "optimizer.estimator": "ema",
-             "optimizer.plugins": "[my_geometry]", "+optimizer.lmos.hidden": "frobenius",
-             "++optimizer.hparams.radius": 2.0, "optimizer.lr": 0.01}
-    cfg = compose_cfg(small_run_overrides(tmp_path / "run", data_dir, "muon", steps=2, **extra))
+    extra = {**AS_SHARDED, "+optimizer.estimator": "ema", "+optimizer.plugins": "[my_geometry]",
+             "+optimizer.lmos": "{hidden:frobenius}", "+optimizer.radius": 2.0, "optimizer.lr": 0.01}
+    cfg = compose_cfg(overrides_of(tmp_path / "run", data_dir, "gluon", 2, extra))
     assert train.train(cfg)["completed"]
     opt = train.build_optimizer(cfg.optimizer, GPT(GPTConfig(vocab_size=64, n_layer=1, n_head=1,
                                                                           head_dim=16, seq_len=8)))
     assert {g["name"]: g["lmo"] for g in opt.param_groups}["hidden"] == "frobenius"
-    bad = compose_cfg(small_run_overrides(tmp_path / "bad", data_dir, "muon", steps=1,
-                                          **{**extra, "+optimizer.lmos.hidden": "nope"}))
+    extra["+optimizer.lmos"] = "{hidden:nope}"
+    bad = compose_cfg(overrides_of(tmp_path / "bad", data_dir, "gluon", 1, extra))
     with pytest.raises(train.ConfigError, match="optimizer.lmos.hidden='nope'.*registered geometry"):
         train.train(bad)

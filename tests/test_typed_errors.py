@@ -27,8 +27,8 @@ def test_trainer_names_the_config_key_from_the_typed_fields():
     cfg = compose_cfg(["optimizer=gluon_mvr2", "optimizer.q=0.0"])
     with pytest.raises(ConfigError, match=r"config key optimizer.q=0.0 is invalid: must be > 0.0 .*mvr2"):
         train.check_before_work(cfg)
-    cfg = compose_cfg(["optimizer=muon", "optimizer.betas=[0.9,1.2]"])
-    with pytest.raises(ConfigError, match=r"config key optimizer.betas="):
+    cfg = compose_cfg(["optimizer=muon", "+optimizer.adamw_betas=[0.9,1.2]"])
+    with pytest.raises(ConfigError, match=r"config key optimizer.adamw_betas="):
         train.check_before_work(cfg)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
 from harness import rundir
+from harness.config import compose_config
 from harness.rundir import read_metrics  # noqa: F401  (the trainer tests read runs the way the scripts do)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,10 +14,7 @@ OPTIMIZERS = rundir.optimizer_names()
 
 
 def compose_cfg(overrides: list[str]):
-    import train  # noqa: F401  (registers the dataclass schema "base_schema")
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 VOCAB = 512

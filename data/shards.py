@@ -26,6 +26,13 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 VOCAB_SIZE = 50257  # GPT-2: 50256 BPE ranks + <|endoftext|>
 EOT = 50256  # <|endoftext|>, the token that starts every document
+SHARD_TOKENS = 100_000_000  # tokens per shard file unless a tool is told otherwise (FineWeb-10B's size)
+SEQ_LEN = 1024  # the sequence length the GPT-2 corpora are cut for (configs/data/*.yaml: data.seq_len)
+
+
+def min_split_tokens(seq_len: int = SEQ_LEN) -> int:
+    """The fewest tokens a train or validation split may hold: two sequences plus the last target."""
+    return 2 * seq_len + 1
 
 # How to remake a shard, by file-name prefix (the part before "_train_" / "_val_").
 _REMEDY = {

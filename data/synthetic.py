@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.shards import EOT, VOCAB_SIZE, shard_name, write_shard
+from data.shards import EOT, SHARD_TOKENS, VOCAB_SIZE, shard_name, write_shard
 
 DEFAULT_PROBS = (0.6, 0.25, 0.1, 0.05)
 
@@ -69,7 +69,7 @@ def write_synthetic_shards(
     vocab_size: int = VOCAB_SIZE,
     seed: int = 0,
     prefix: str = "synthetic",
-    shard_tokens: int = 100_000_000,
+    shard_tokens: int = SHARD_TOKENS,
     states: int = 512,
     branching: int = 4,
 ) -> tuple[str, str]:
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--train-tokens", type=int, default=2_000_000)
     ap.add_argument("--val-tokens", type=int, default=200_000)
-    ap.add_argument("--shard-tokens", type=int, default=100_000_000)
+    ap.add_argument("--shard-tokens", type=int, default=SHARD_TOKENS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prefix", default="synthetic")
     a = ap.parse_args(argv)

@@ -9,7 +9,7 @@ files and folders and anything inside ``--out`` are skipped). Each file is one d
 
 Tokenizers (``--tokenizer``):
 
-* ``gpt2``: the repository's offline GPT-2 BPE (``data.tokenizer``); every document is
+* ``gpt2``: the GPT-2 BPE (``data.tokenizer``; its ranks are fetched once if missing); every document is
   ``[<|endoftext|>] + encode_ordinary(text)`` as in the other corpora (the text ``<|endoftext|>`` inside a
   file stays plain text). Train with the default ``model.vocab_size`` (50304).
 * ``bytes``: one token per byte of the UTF-8 text, a vocabulary of 256 (``model.vocab_size=256``). Every
@@ -25,14 +25,11 @@ shards (``decode_documents``) gives back the files' text.
 Splits: ``--val-fraction F`` sends the last ``F`` of the whole token stream (all documents concatenated
 in input order) to validation, so validation is one contiguous stretch of text that training never
 sees (only the document at the cut is shared, its head in train and its tail in validation);
-``--val-files`` names validation files or folders instead, and the positional inputs are all train.
-``--val-files`` takes one argument, so ``--val-files v.txt a.txt b/`` holds out ``v.txt`` and trains on
-``a.txt`` and ``b/``; name several by repeating it (``--val-files v1.txt --val-files v2.txt``) or with
-commas (``--val-files v1.txt,v2.txt``; a name that exists as a whole is taken whole, commas and all).
-Positional inputs may come before, between or after the options. A file may not be in both splits (named
-in both, or found in a folder of the other): the tool stops and names it. Neither split
-may be smaller than ``--min-split-tokens`` (default ``2 * --seq-len + 1`` = 2049: two sequences of 1024
-plus the last target): otherwise the tool stops before writing anything, naming the counts and the fix.
+``--val-files`` names validation files or folders instead (how it reads its argument: ``VAL_FILES_HELP``),
+and the positional inputs, before, between or after the options, are all train. A file that both splits
+hold (inside an input folder, or named twice) goes to validation only, with a note. Neither split may be
+smaller than ``--min-split-tokens`` (default ``data.shards.min_split_tokens(--seq-len)``): otherwise the
+tool stops before writing anything, naming the counts and the fix.
 
 Output, in ``--out``: ``<prefix>_train_%06d.bin`` and ``<prefix>_val_%06d.bin`` from 0 (``--prefix``
 default ``text``), at most ``--shard-tokens`` tokens each, in the format of ``data.shards``. Existing
@@ -69,15 +66,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data import shards
 from data.shards import EOT, find_shards, shard_name, write_shard
 
 PROG = "python -m data.text"
 DEFAULT_GLOBS = ("*.txt", "*.md", "*.text")
-DEFAULT_SEQ_LEN = 1024
-DEFAULT_SHARD_TOKENS = 100_000_000
+DEFAULT_SEQ_LEN = shards.SEQ_LEN
+DEFAULT_SHARD_TOKENS = shards.SHARD_TOKENS
 BYTE_SEP = 255  # document separator of the bytes tokenizer: never a byte of UTF-8 text
 VAL_SEQS_MULTIPLE = 16  # data.val_tokens is a whole number of these many sequences (when there are enough)
 MAX_SHARD_TOKENS = 2**31 - 1  # the shard header's int32 count
+VAL_FILES_HELP = (
+    "validation files or folders; the option takes one argument, so in `--val-files v.txt a.txt b/` v.txt "
+    "is validation and a.txt and b/ are train. Name several by repeating it (--val-files v1.txt "
+    "--val-files v2.txt) or with commas (--val-files v1.txt,v2.txt; a name that exists as a whole is taken "
+    "whole, commas and all)"
+)
 
 
 class TextError(ValueError):
@@ -319,8 +323,8 @@ def overrides_line(out: Path, prefix: str, tok: Tokenizer, seq_len: int, val_tok
     return " ".join(parts)
 
 
-# a CPU-sized global batch for the line above: with --seq-len 256 and the GPT-2 vocabulary, about 2 s a
-# step of the tiny GPT on 2 cores (README, 'Train on your own text')
+# a CPU-sized global batch for the line above (with --seq-len 256; its measured step time: docs/data.md,
+# "Your own text")
 CPU_BATCH = "batch.global_seqs=16"
 
 
@@ -372,7 +376,7 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
     if not isinstance(seq_len, int) or seq_len < 1:
         raise TextError(f"--seq-len must be a positive integer, got {seq_len!r} (the trainer's default is "
                         f"{DEFAULT_SEQ_LEN})")
-    need = 2 * seq_len + 1 if min_split_tokens is None else min_split_tokens
+    need = shards.min_split_tokens(seq_len) if min_split_tokens is None else min_split_tokens
     if not isinstance(need, int) or need < 2:
         raise TextError(f"--min-split-tokens must be an integer >= 2 (a split needs one input and one target "
                         f"token), got {need!r}")
@@ -383,9 +387,8 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
         raise TextError(f"--prefix must be a plain file-name part without '/', wildcards, '_train_' or "
                         f"'_val_', got {prefix!r}; e.g. text")
     if not inputs:
-        raise TextError("no input files or folders given: pass text files and/or folders of *.txt/*.md as "
-                        "positional arguments (--val-files takes one name, or a comma-separated list, per "
-                        "use: --val-files held_out.txt train/ trains on train/)")
+        raise TextError(f"no input files or folders given: pass text files and/or folders of *.txt/*.md as "
+                        f"positional arguments (--val-files: {VAL_FILES_HELP})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TextError(f"--out {out} exists and is not a folder; choose a folder for the shards")
@@ -455,7 +458,7 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
     _note(f"wrote {out} ({tokenizer} tokenizer, vocabulary {tok.vocab_size}); train with:\n"
           f"    python train.py {line}\n"
           f"  on a CPU, add a batch that fits it: {CPU_BATCH} (the default, 128 sequences a step, is "
-          f"sized for GPUs; README, 'Train on your own text')")
+          f"sized for GPUs; docs/data.md, 'Your own text')")
     return {"line": line, "train": written["train"], "val": written["val"], "train_tokens": len(train),
             "val_tokens": len(val), "seq_len": out_seq_len, "val_tokens_setting": val_tokens}
 
@@ -464,10 +467,8 @@ def build(out, inputs, tokenizer: str, val_fraction: float | None = None, val_fi
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0],
-        epilog="--val-files takes one argument: in `--val-files v.txt a.txt b/` v.txt is validation and "
-               "a.txt and b/ are train. Name several validation files by repeating it (--val-files v1.txt "
-               "--val-files v2.txt) or with commas (--val-files v1.txt,v2.txt). Positional inputs may come "
-               "anywhere. stdout gets one line: the trainer overrides for the new shards.")
+        epilog="Positional inputs may come anywhere. stdout gets one line: the trainer overrides for the "
+               "new shards.")
     ap.add_argument("inputs", nargs="*", metavar="FILES_OR_DIRS",
                     help="text files (taken whatever their name) and folders (walked for --glob)")
     ap.add_argument("--out", required=True, help="folder for the shards")
@@ -478,15 +479,15 @@ def main(argv=None) -> int:
     split.add_argument("--val-fraction", type=float, metavar="F",
                        help="0 < F < 1: the last F of the token stream is validation")
     split.add_argument("--val-files", action="extend", type=val_file_names, metavar="FILE[,FILE...]",
-                       help="validation files or folders, comma-separated, repeatable; takes one argument, "
-                            "so the names after it are positional inputs (train)")
+                       help=VAL_FILES_HELP)
     ap.add_argument("--prefix", default="text", help="shard names <prefix>_train_%%06d.bin (default: text)")
     ap.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS,
                     help=f"tokens per shard file (default {DEFAULT_SHARD_TOKENS:,})")
     ap.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN,
                     help=f"the data.seq_len you will train with (default {DEFAULT_SEQ_LEN})")
     ap.add_argument("--min-split-tokens", type=int,
-                    help="fewest tokens a split may hold (default 2 * --seq-len + 1 = 2049)")
+                    help=f"fewest tokens a split may hold (default: two sequences of --seq-len plus the "
+                         f"last target, {shards.min_split_tokens(DEFAULT_SEQ_LEN)} at the default --seq-len)")
     ap.add_argument("--glob", action="append", metavar="PATTERN",
                     help="file-name pattern a folder contributes, repeatable (default: *.txt *.md *.text; "
                          "'*' for every file)")

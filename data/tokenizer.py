@@ -1,14 +1,17 @@
 """The GPT-2 tokenizer (tiktoken), obtainable without tiktoken's own download host.
 
-``get_gpt2_encoding()`` tries, in order:
+``get_gpt2_encoding()`` is the one way every command gets it. It tries, in order:
 
 1. ``tiktoken.get_encoding("gpt2")`` if tiktoken's cache already holds its files (no network is tried);
 2. a local copy of the GPT-2 BPE ranks file (``gpt2.tiktoken`` = tiktoken's ``r50k_base`` ranks), checked
-   against its sha256: ``$GPT2_BPE_RANKS``, else ``data_cache/gpt2.tiktoken`` in the repository, else the
-   copy inside an installed ``openai-whisper`` package;
-3. otherwise it fails, naming the one command that fetches the ranks from the package registry::
+   against its sha256: ``$GPT2_BPE_RANKS`` when set (then only there), else ``data_cache/gpt2.tiktoken`` in
+   the repository, else the copy inside an installed ``openai-whisper`` package;
+3. otherwise it fetches the ranks from the package registry, once (``pip download --no-deps`` of the
+   ``openai-whisper`` sdist, extracted and verified), into ``$GPT2_BPE_RANKS`` or
+   ``data_cache/gpt2.tiktoken``. Without a registry it raises ``TokenizerUnavailable``, whose message
+   says how to supply a copy by hand.
 
-       python -m data.tokenizer        # pip download --no-deps openai-whisper==20250625, extract, verify
+``python -m data.tokenizer`` runs step 3 alone (``--sdist`` takes an sdist downloaded elsewhere).
 """
 
 from __future__ import annotations
@@ -27,17 +30,28 @@ from pathlib import Path
 import tiktoken
 
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
-WHISPER_SDIST = "openai-whisper==20250625"  # its sdist ships whisper/assets/gpt2.tiktoken (MIT)
+WHISPER_VERSION = "20250625"  # its sdist ships whisper/assets/gpt2.tiktoken (MIT)
+WHISPER_SDIST = f"openai-whisper=={WHISPER_VERSION}"
 WHISPER_SDIST_SHA256 = "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96"
-WHISPER_MEMBER = "openai_whisper-20250625/whisper/assets/gpt2.tiktoken"
+WHISPER_ARCHIVE = f"openai_whisper-{WHISPER_VERSION}.tar.gz"
+WHISPER_MEMBER = f"openai_whisper-{WHISPER_VERSION}/whisper/assets/gpt2.tiktoken"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RANKS_PATH = REPO_ROOT / "data_cache" / "gpt2.tiktoken"
+DEFAULT_RANKS_IN_REPO = Path("data_cache") / "gpt2.tiktoken"
+DEFAULT_RANKS_PATH = REPO_ROOT / DEFAULT_RANKS_IN_REPO
 EOT_TOKEN = "<|endoftext|>"
 FETCH_COMMAND = "python -m data.tokenizer"
 
 
 class _NoNetwork(RuntimeError):
     pass
+
+
+class FetchError(RuntimeError):
+    """``pip download`` of a pinned sdist failed (no registry, no pip); the message names the command."""
+
+
+class TokenizerUnavailable(FetchError):
+    """The GPT-2 ranks are not on this machine and could not be fetched; the message says how to fix it."""
 
 
 def sha256_file(path) -> str:
@@ -96,36 +110,56 @@ def _tiktoken_cached_gpt2() -> tiktoken.Encoding | None:
 
 
 def ranks_candidates() -> list[Path]:
-    """Where a local GPT-2 ranks file is looked for, in order."""
-    out = []
+    """Where a local GPT-2 ranks file is looked for, in order: ``$GPT2_BPE_RANKS`` alone when it is set,
+    else ``data_cache/gpt2.tiktoken``, then an installed ``openai-whisper``'s copy."""
     if os.environ.get("GPT2_BPE_RANKS"):
-        out.append(Path(os.environ["GPT2_BPE_RANKS"]))
-    out.append(DEFAULT_RANKS_PATH)
+        return [Path(os.environ["GPT2_BPE_RANKS"])]
+    out = [DEFAULT_RANKS_PATH]
     spec = importlib.util.find_spec("whisper")  # does not import it
     if spec is not None and spec.submodule_search_locations:
         out.append(Path(list(spec.submodule_search_locations)[0]) / "assets" / "gpt2.tiktoken")
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def get_gpt2_encoding() -> tiktoken.Encoding:
-    """The GPT-2 encoding (n_vocab 50257, ``<|endoftext|>`` = 50256), found offline; see the module doc."""
+def ranks_destination() -> Path:
+    """Where a fetched ranks file goes: ``$GPT2_BPE_RANKS`` when set, else ``data_cache/gpt2.tiktoken``."""
+    return Path(os.environ["GPT2_BPE_RANKS"]) if os.environ.get("GPT2_BPE_RANKS") else DEFAULT_RANKS_PATH
+
+
+def local_gpt2_encoding() -> tiktoken.Encoding | None:
+    """The GPT-2 encoding from tiktoken's cache or a local ranks file (steps 1-2 of the module doc), or None.
+    A local copy with a wrong sha256 raises ``ValueError``: a bad copy is never used silently."""
     enc = _tiktoken_cached_gpt2()
     if enc is not None:
         return enc
-    tried = []
     for path in ranks_candidates():
         if path.is_file():
-            return encoding_from_ranks(path)  # raises on a wrong sha256: never use a bad copy silently
-        tried.append(str(path))
-    raise RuntimeError(
-        "GPT-2 BPE ranks not found: tiktoken's cache has no 'gpt2' files and there is no local copy at "
-        f"{', '.join(tried)}. Fetch a verified copy (from the package registry) with: `{FETCH_COMMAND}` "
-        f"(or point GPT2_BPE_RANKS at a gpt2.tiktoken file with sha256 {GPT2_RANKS_SHA256})"
-    )
+            return encoding_from_ranks(path)
+    return None
 
 
-def extract_ranks(sdist, dest=DEFAULT_RANKS_PATH, member: str = WHISPER_MEMBER,
+@functools.lru_cache(maxsize=1)
+def get_gpt2_encoding() -> tiktoken.Encoding:
+    """The GPT-2 encoding (n_vocab 50257, ``<|endoftext|>`` = 50256): found locally, else fetched once from
+    the package registry (progress on stderr); ``TokenizerUnavailable`` when neither works."""
+    enc = local_gpt2_encoding()
+    if enc is not None:
+        return enc
+    dest = ranks_destination()
+    print(f"GPT-2 BPE ranks not found locally ({', '.join(map(str, ranks_candidates()))}); fetching them "
+          f"once from the package registry ({WHISPER_SDIST}) into {dest}", file=sys.stderr)
+    try:
+        return encoding_from_ranks(fetch_gpt2_ranks(dest))
+    except FetchError as e:
+        raise TokenizerUnavailable(
+            f"GPT-2 BPE ranks not found and not fetchable: {e}. Fix, on a machine without the registry: copy "
+            f"gpt2.tiktoken (sha256 {GPT2_RANKS_SHA256}) from one that has it (`{FETCH_COMMAND}` writes "
+            f"{DEFAULT_RANKS_IN_REPO}) to {dest}, or point GPT2_BPE_RANKS at it, or run "
+            f"`{FETCH_COMMAND} --sdist {WHISPER_ARCHIVE}` with the sdist downloaded elsewhere"
+        ) from e
+
+
+def extract_ranks(sdist, dest, member: str = WHISPER_MEMBER,
                   expected_sha256: str = GPT2_RANKS_SHA256) -> Path:
     """Copy ``member`` out of the sdist tarball to ``dest`` (atomically) after checking its sha256."""
     dest = Path(dest)
@@ -141,29 +175,39 @@ def extract_ranks(sdist, dest=DEFAULT_RANKS_PATH, member: str = WHISPER_MEMBER,
     return dest
 
 
+def _sdists(dest_dir: Path, name: str) -> list[Path]:
+    return [p for p in dest_dir.glob("*.tar.gz") if p.name.lower().replace("-", "_").startswith(name)]
+
+
 def pip_download(requirement: str, dest_dir, expected_sha256: str | None = None) -> Path:
-    """``pip download --no-deps`` one sdist into ``dest_dir``; return the archive path."""
+    """``pip download --no-deps`` one sdist into ``dest_dir`` (kept if already there and valid); return the
+    archive path. ``FetchError`` when pip fails (no registry, no pip); its own messages go to stderr."""
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     name = requirement.split("==")[0].replace("-", "_").lower()
-    found = [p for p in dest_dir.glob("*.tar.gz") if p.name.lower().replace("-", "_").startswith(name)]
+    found = _sdists(dest_dir, name)
     if not (found and (expected_sha256 is None or sha256_file(found[0]) == expected_sha256)):
         for p in found:
             p.unlink()
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-               "-d", str(dest_dir), requirement]
-        subprocess.run(cmd, check=True)
-        found = [p for p in dest_dir.glob("*.tar.gz") if p.name.lower().replace("-", "_").startswith(name)]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest_dir), requirement]
+        try:
+            subprocess.run(cmd, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            why = f"exit code {e.returncode}" if isinstance(e, subprocess.CalledProcessError) else str(e)
+            raise FetchError(f"`pip download --no-deps {requirement}` failed ({why}; pip's own message is "
+                             f"above: is the package registry reachable?)") from e
+        found = _sdists(dest_dir, name)
     if not found:
-        raise RuntimeError(f"pip download {requirement} produced no sdist in {dest_dir}")
+        raise FetchError(f"pip download {requirement} produced no sdist in {dest_dir}")
     if expected_sha256 is not None and sha256_file(found[0]) != expected_sha256:
         raise ValueError(f"{found[0]}: sha256 {sha256_file(found[0])} is not the pinned {expected_sha256}")
     return found[0]
 
 
-def fetch_gpt2_ranks(dest=DEFAULT_RANKS_PATH, sdist=None) -> Path:
-    """Make ``dest`` a verified GPT-2 ranks file (from ``sdist`` if given, else via ``pip download``)."""
-    dest = Path(dest)
+def fetch_gpt2_ranks(dest=None, sdist=None) -> Path:
+    """Make ``dest`` (default ``ranks_destination()``) a verified GPT-2 ranks file, from ``sdist`` if given,
+    else via ``pip download`` (``FetchError`` when that fails)."""
+    dest = Path(dest) if dest is not None else ranks_destination()
     if dest.is_file() and sha256_file(dest) == GPT2_RANKS_SHA256:
         return dest
     if sdist is not None:
@@ -177,12 +221,19 @@ def main(argv=None) -> int:
         prog=FETCH_COMMAND,
         description=f"Fetch the GPT-2 BPE ranks from the {WHISPER_SDIST} sdist, verify and store them.",
     )
-    ap.add_argument("--out", default=str(DEFAULT_RANKS_PATH), help="where to write gpt2.tiktoken")
+    ap.add_argument("--out", default=None,
+                    help=f"where to write gpt2.tiktoken (default: $GPT2_BPE_RANKS, else "
+                         f"{DEFAULT_RANKS_IN_REPO})")
     ap.add_argument("--sdist", help="use an already downloaded openai-whisper sdist instead of pip download")
     a = ap.parse_args(argv)
-    path = fetch_gpt2_ranks(a.out, a.sdist)
+    try:
+        path = fetch_gpt2_ranks(a.out, a.sdist)
+    except FetchError as e:
+        print(f"{FETCH_COMMAND}: error: {e}; or pass --sdist {WHISPER_ARCHIVE} downloaded elsewhere",
+              file=sys.stderr)
+        return 2
     print(f"{path}: GPT-2 BPE ranks, sha256 {GPT2_RANKS_SHA256} verified")
-    if Path(a.out).resolve() != DEFAULT_RANKS_PATH.resolve():
+    if path.resolve() != ranks_destination().resolve():
         print(f"export GPT2_BPE_RANKS={path}  # so that get_gpt2_encoding() finds it")
     return 0
 

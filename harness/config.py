@@ -20,12 +20,12 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+from torch import nn
 
-from model import ARCHS, LOSS_IMPLS
 from optim import MUON_SCALES, REFERENCE_SOURCES, VARIANTS
 from optim.defaults import HPARAM_DEFAULTS as D
 
@@ -59,10 +59,6 @@ class NSDtype(Enum):
     float64 = "float64"
 
 
-LossImpl = Enum("LossImpl", {name: name for name in LOSS_IMPLS}, type=str)  # model.py's choices
-Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
-
-
 class Order(Enum):
     shuffled = "shuffled"  # every epoch visits the seq_len+1 windows in a seeded order
     sequential = "sequential"  # modded-nanogpt's stream, each step within one shard (data/loader.py)
@@ -86,17 +82,78 @@ class WandbMode(Enum):
     online = "online"
 
 
-@dataclass
-class ModelCfg:
-    name: str = "tiny"
-    n_layer: int = 2
-    n_head: int = 2
-    head_dim: int = 32
-    tie_embeddings: bool = True
-    vocab_size: int = 50304
-    loss_impl: LossImpl = LossImpl.chunked  # chunked never materialises (B, T, V) logits | plain | liger
-    loss_chunk: int = 8192  # tokens per chunk of the chunked loss
-    arch: Arch = Arch.gpt  # gpt | track3 (modded-nanogpt's optimization-track GPT, model=track3)
+# model.* names its architecture's config class with `_target_` (model.GPTConfig: the papers' GPT;
+# model_track3.Track3Config: the optimization track's) and sets that class's fields; `name` is the
+# trainer's own key (logs, figures). The class declares each field, its default and its checks, and
+# its `build()` makes the model. The schema leaves model.* open (`Config.model`); `model_config_from`
+# refuses a key the class does not have.
+MODEL_TRAINER_KEYS = ("_target_", "name")  # model.* keys that are not fields of the config class
+MODEL_EXAMPLES = "model.GPTConfig (the papers' GPT) or model_track3.Track3Config (the optimization track's)"
+
+
+class ModelConfig(Protocol):
+    """A model config class as the trainer uses it: the vocabulary (the data are checked against it) and
+    `build`, which makes the model (a model.py `LanguageModel`)."""
+
+    vocab_size: int
+
+    def build(self) -> nn.Module: ...
+
+
+def model_config_class(target: Any) -> type:
+    """The class model._target_ names (``module.Class``, importable): a dataclass with ``build()``."""
+    key = "model._target_"
+    module_name, _, attr = str(target).rpartition(".")
+    if not isinstance(target, str) or not module_name:
+        raise _bad(key, target, f"name the model's config class as module.Class: {MODEL_EXAMPLES}")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise _bad(key, target, f"{e}; name an importable config class: {MODEL_EXAMPLES}") from None
+    is_config = isinstance(cls, type) and dataclasses.is_dataclass(cls)
+    if not (is_config and callable(getattr(cls, "build", None))):
+        raise _bad(key, target, f"not a model config class (a dataclass with build()): {MODEL_EXAMPLES}")
+    return cls
+
+
+def model_config_from(section: dict[str, Any], seq_len: int) -> ModelConfig:
+    """model.* (a plain dict) and data.seq_len as the config class model._target_ names, whose own checks
+    run; every refusal is a ConfigError naming the key (a misspelled one with the closest fields)."""
+    fields = {k: v for k, v in section.items() if k not in MODEL_TRAINER_KEYS}
+    cls = model_config_class(section.get("_target_"))
+    known = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "seq_len"]
+    for key, value in fields.items():
+        if key == "seq_len":
+            raise _bad("model.seq_len", value, "the sequence length is data.seq_len: set that instead")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(f'model.{k}' for k in close)}? " if close else ""
+            raise ConfigError(f"config key model.{key} is not a field of {section['_target_']}: {hint}"
+                              f"its fields are {', '.join(known)}")
+    if "vocab_size" not in fields:
+        raise ConfigError("config key model.vocab_size is missing: the data's token ids are checked against "
+                          "it; set it in the model's yaml (GPT-2: 50304)")
+    try:
+        return cls(seq_len=seq_len, **fields)
+    except ValueError as e:  # the class's checks name the key and the fix
+        raise ConfigError(f"config key {e}") from None
+
+
+RETIRED_ARCH = {"gpt": "model.GPTConfig", "track3": "model_track3.Track3Config"}  # model.arch -> _target_
+
+
+def with_model_target(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config saved before model.* named its class (a checkpoint's, a run folder's config.yaml) in
+    today's keys: model.arch (absent: gpt) becomes model._target_, and the track's GPT drops
+    model.tie_embeddings (always false there, not one of its fields). Newer configs come back as they are."""
+    if "model._target_" in flat or not any(k.startswith("model.") for k in flat):
+        return flat
+    out = dict(flat)
+    arch = out.pop("model.arch", "gpt")
+    out["model._target_"] = RETIRED_ARCH.get(arch, arch)
+    if arch == "track3":
+        out.pop("model.tie_embeddings", None)
+    return out
 
 
 @dataclass
@@ -190,7 +247,7 @@ class WandbCfg:
 
 @dataclass
 class Config:
-    model: ModelCfg = field(default_factory=ModelCfg)
+    model: dict[str, Any] = field(default_factory=dict)  # open: see `model_config_from`
     optimizer: OptimCfg = field(default_factory=OptimCfg)
     batch: BatchCfg = field(default_factory=BatchCfg)
     data: DataCfg = field(default_factory=DataCfg)

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import model as model_module
-from model import GPT, GPTConfig, chunked_linear_cross_entropy
+import losses
+from losses import chunked_linear_cross_entropy
+from model import GPT, GPTConfig
 
 V, T, B = 96, 16, 3  # small vocabulary, sequence and batch: N = 48 tokens
 
@@ -85,7 +86,7 @@ def test_gpt124m_parameter_count_and_flops():
     import yaml
 
     path = Path(__file__).resolve().parents[1] / "configs" / "model" / "gpt124m.yaml"
-    yaml_cfg = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "name"}
+    yaml_cfg = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k not in ("name", "_target_")}
     with torch.device("meta"):
         m = GPT(GPTConfig(**yaml_cfg, seq_len=1024))
     c = m.cfg
@@ -178,13 +179,13 @@ def test_bf16_autocast_on_cpu_is_close_to_plain():
 
 def test_no_gradients_under_no_grad(monkeypatch):
     calls = []
-    real = model_module._chunked_ce
+    real = losses._chunked_ce
 
     def spy(*args):
         calls.append(args[-2:])  # (need_h, need_W)
         return real(*args)
 
-    monkeypatch.setattr(model_module, "_chunked_ce", spy)
+    monkeypatch.setattr(losses, "_chunked_ce", spy)
     m = tiny_model(loss_chunk=7)
     x, y = batch()
     m.eval()
@@ -276,7 +277,7 @@ def test_liger_missing_package_error():
         import liger_kernel  # noqa: F401
     except ImportError:
         with pytest.raises(RuntimeError, match=r"liger-kernel.*\.\[liger\].*loss_impl=chunked"):
-            model_module._liger_loss_class()
+            losses._liger_loss_class()
     else:
         pytest.skip("liger-kernel is installed")
 

@@ -139,6 +139,23 @@ def model_config_from(section: dict[str, Any], seq_len: int) -> ModelConfig:
         raise ConfigError(f"config key {e}") from None
 
 
+def check_model_key(key: str) -> None:
+    """A command-line override of model.<key>: refused (with the closest fields) unless it is a trainer key
+    or a field of a config class that some configs/model/*.yaml names; whether the run's own class has it
+    is checked once Hydra has composed (`model_config_from`)."""
+    known = set(MODEL_TRAINER_KEYS)
+    for path in sorted((CONFIGS / "model").rglob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        if target is not None:
+            known |= {f.name for f in dataclasses.fields(model_config_class(target)) if f.name != "seq_len"}
+    leaf = key.removeprefix("model.")
+    if leaf not in known:
+        close = difflib.get_close_matches(leaf, sorted(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(f'model.{k}' for k in close)}?" if close else "."
+        raise ConfigError(f"no key {key}{hint} model.* are the fields of the model's config class "
+                          f"(model._target_: {MODEL_EXAMPLES})")
+
+
 RETIRED_ARCH = {"gpt": "model.GPTConfig", "track3": "model_track3.Track3Config"}  # model.arch -> _target_
 
 
@@ -343,6 +360,9 @@ def check_command_line(args: list[str]) -> None:
                         f"there is no {key} config {value!r} (configs/{key}/{value}.yaml does not exist); "
                         f"choose one of: {', '.join(choices)}"
                     )
+            continue
+        if key.startswith("model."):
+            check_model_key(key)
             continue
         parent = next((k for k, free in keys.items() if free and key.startswith(k + ".")), None)
         if key in keys or parent is not None:  # inside a dict (optimizer.hparams.x): Hydra's `+` is right

@@ -59,12 +59,14 @@ from harness.batching import (
 from harness.checkpoint import Checkpointer, NonFinite, RunLock
 from harness.config import (
     ConfigError,
+    ModelConfig,
     TrainCfg,
     check_command_line,
     check_config,
     check_schema,
     compile_enabled,
     max_micro_seqs,
+    model_config_from,
     passes_note,
 )
 from harness.distributed import (
@@ -77,7 +79,6 @@ from harness.distributed import (
 from harness.distributed import teardown as teardown_distributed
 from harness.memory import retain_freed_memory
 from harness.metrics import Metrics, Progress, RunLog, write_run_header
-from model import GPTConfig, build_gpt
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume
@@ -85,20 +86,15 @@ EXIT_CONFIG = 2  # the config (or its run_dir) was refused before any work; the 
 
 
 # ----------------------------------------------------------------------------- model and optimizer
-def model_config(cfg) -> GPTConfig:
-    """model.* and data.seq_len as the model's own config, which checks every field (model.py)."""
-    fields = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
-    fields.pop("name")
-    try:
-        return GPTConfig(seq_len=cfg.data.seq_len, **fields)
-    except ValueError as e:  # GPTConfig names the config key and the fix
-        raise ConfigError(f"config key {e}") from None
+def model_config(cfg) -> ModelConfig:
+    """model.* and data.seq_len as the config class model._target_ names, which checks every field."""
+    return model_config_from(OmegaConf.to_container(cfg.model, resolve=True), cfg.data.seq_len)
 
 
 def build_model(cfg) -> torch.nn.Module:
-    """The GPT this config trains, on the CPU; used by tests and to load a checkpoint's model.pt
+    """The model this config trains, on the CPU; used by tests and to load a checkpoint's model.pt
     (harness/checkpoint.py) outside the trainer."""
-    return build_gpt(model_config(cfg))
+    return model_config(cfg).build()
 
 
 def build_optimizer(oc, model: torch.nn.Module, grad_clip: float | None = None):
@@ -279,7 +275,7 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
         ctx.lock.claim()
     write_run_header(log, cfg, world, device, run_dir, notes)
     log.print(
-        f"model {cfg.model.name}: {model.num_params():,} parameters; loss {cfg.model.loss_impl.value}; "
+        f"model {cfg.model.name}: {model.num_params():,} parameters; loss {model.loss_impl}; "
         f"compile {compile_on}"
     )
     log.print(

@@ -25,7 +25,15 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 
 from harness import rundir
-from harness.config import RESUME_OPT_IN, Config, ConfigError, Resume, flat_config, resume_free
+from harness.config import (
+    RESUME_OPT_IN,
+    Config,
+    ConfigError,
+    Resume,
+    flat_config,
+    resume_free,
+    with_model_target,
+)
 from harness.distributed import barrier
 
 
@@ -246,7 +254,7 @@ def config_changes(saved: dict[str, Any], cfg) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) for every key that matters to what is trained (not RESUME_FREE).
     A key one config lacks (it predates the key) counts as unchanged while the other side holds the
     schema's default."""
-    old, new = flat_config(saved), flat_config(cfg)
+    old, new = with_model_target(flat_config(saved)), flat_config(cfg)
     defaults = flat_config(OmegaConf.structured(Config))
     missing = "<absent>"
     out = []

@@ -13,22 +13,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
-
-from model import ARCHS, LOSS_IMPLS
+from torch import nn
 
 # ----------------------------------------------------------------------------- schema
-LossImpl = Enum("LossImpl", {name: name for name in LOSS_IMPLS}, type=str)  # model.py's choices
-Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
 
 
 class Order(Enum):
@@ -54,17 +52,95 @@ class WandbMode(Enum):
     online = "online"
 
 
-@dataclass
-class ModelCfg:
-    name: str = "tiny"
-    n_layer: int = 2
-    n_head: int = 2
-    head_dim: int = 32
-    tie_embeddings: bool = True
-    vocab_size: int = 50304
-    loss_impl: LossImpl = LossImpl.chunked  # chunked never materialises (B, T, V) logits | plain | liger
-    loss_chunk: int = 8192  # tokens per chunk of the chunked loss
-    arch: Arch = Arch.gpt  # gpt | track3 (modded-nanogpt's optimization-track GPT, model=track3)
+# model.* names its architecture's config class with `_target_` (model.GPTConfig: the papers' GPT;
+# model_track3.Track3Config: the optimization track's) and sets that class's fields; `name` is the
+# trainer's own key (logs, figures). The class declares each field, its default and its checks, and
+# its `build()` makes the model. The schema leaves model.* open (`Config.model`); `model_config_from`
+# refuses a key the class does not have.
+MODEL_TRAINER_KEYS = ("_target_", "name")  # model.* keys that are not fields of the config class
+MODEL_EXAMPLES = "model.GPTConfig (the papers' GPT) or model_track3.Track3Config (the optimization track's)"
+
+
+class ModelConfig(Protocol):
+    """A model config class as the trainer uses it: the vocabulary (the data are checked against it) and
+    `build`, which makes the model (a model.py `LanguageModel`)."""
+
+    vocab_size: int
+
+    def build(self) -> nn.Module: ...
+
+
+def model_config_class(target: Any) -> type:
+    """The class model._target_ names (``module.Class``, importable): a dataclass with ``build()``."""
+    key = "model._target_"
+    module_name, _, attr = str(target).rpartition(".")
+    if not isinstance(target, str) or not module_name:
+        raise _bad(key, target, f"name the model's config class as module.Class: {MODEL_EXAMPLES}")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise _bad(key, target, f"{e}; name an importable config class: {MODEL_EXAMPLES}") from None
+    is_config = isinstance(cls, type) and dataclasses.is_dataclass(cls)
+    if not (is_config and callable(getattr(cls, "build", None))):
+        raise _bad(key, target, f"not a model config class (a dataclass with build()): {MODEL_EXAMPLES}")
+    return cls
+
+
+def model_config_from(section: dict[str, Any], seq_len: int) -> ModelConfig:
+    """model.* (a plain dict) and data.seq_len as the config class model._target_ names, whose own checks
+    run; every refusal is a ConfigError naming the key (a misspelled one with the closest fields)."""
+    fields = {k: v for k, v in section.items() if k not in MODEL_TRAINER_KEYS}
+    cls = model_config_class(section.get("_target_"))
+    known = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "seq_len"]
+    for key, value in fields.items():
+        if key == "seq_len":
+            raise _bad("model.seq_len", value, "the sequence length is data.seq_len: set that instead")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(f'model.{k}' for k in close)}? " if close else ""
+            raise ConfigError(f"config key model.{key} is not a field of {section['_target_']}: {hint}"
+                              f"its fields are {', '.join(known)}")
+    if "vocab_size" not in fields:
+        raise ConfigError("config key model.vocab_size is missing: the data's token ids are checked against "
+                          "it; set it in the model's yaml (GPT-2: 50304)")
+    try:
+        return cls(seq_len=seq_len, **fields)
+    except ValueError as e:  # the class's checks name the key and the fix
+        raise ConfigError(f"config key {e}") from None
+
+
+def check_model_key(key: str) -> None:
+    """A command-line override of model.<key>: refused (with the closest fields) unless it is a trainer key
+    or a field of a config class that some configs/model/*.yaml names; whether the run's own class has it
+    is checked once Hydra has composed (`model_config_from`)."""
+    known = set(MODEL_TRAINER_KEYS)
+    for path in sorted((CONFIGS / "model").rglob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        if target is not None:
+            known |= {f.name for f in dataclasses.fields(model_config_class(target)) if f.name != "seq_len"}
+    leaf = key.removeprefix("model.")
+    if leaf not in known:
+        close = difflib.get_close_matches(leaf, sorted(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(f'model.{k}' for k in close)}?" if close else "."
+        raise ConfigError(f"no key {key}{hint} model.* are the fields of the model's config class "
+                          f"(model._target_: {MODEL_EXAMPLES})")
+
+
+RETIRED_ARCH = {"gpt": "model.GPTConfig", "track3": "model_track3.Track3Config"}  # model.arch -> _target_
+
+
+def with_model_target(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config saved before model.* named its class (a checkpoint's, a run folder's config.yaml) in
+    today's keys: model.arch (absent: gpt) becomes model._target_, and the track's GPT drops
+    model.tie_embeddings (always false there, not one of its fields). Newer configs come back as they are."""
+    if "model._target_" in flat or not any(k.startswith("model.") for k in flat):
+        return flat
+    out = dict(flat)
+    arch = out.pop("model.arch", "gpt")
+    out["model._target_"] = RETIRED_ARCH.get(arch, arch)
+    if arch == "track3":
+        out.pop("model.tie_embeddings", None)
+    return out
 
 
 @dataclass
@@ -118,7 +194,7 @@ class WandbCfg:
 
 @dataclass
 class Config:
-    model: ModelCfg = field(default_factory=ModelCfg)
+    model: dict[str, Any] = field(default_factory=dict)  # open: see `model_config_from`
     # the optimizer class (`_target_`) and its keyword arguments, plus the trainer's own keys:
     # harness/optimizer.py `OptimizerSpec`; the class's signature decides which keys exist
     optimizer: dict[str, Any] = field(default_factory=dict)
@@ -248,6 +324,9 @@ def check_command_line(args: list[str]) -> None:
                         f"there is no {key} config {value!r} (configs/{key}/{value}.yaml does not exist); "
                         f"choose one of: {', '.join(choices)}"
                     )
+            continue
+        if key.startswith("model."):
+            check_model_key(key)
             continue
         parent = next((k for k, free in keys.items() if free and key.startswith(k + ".")), None)
         if parent is not None and not (o.is_add() or o.is_force_add()):

@@ -4,9 +4,10 @@
 |--------------------------------------------------|--------|----------------|-----------------|
 | hidden matrices (ndim ≥ 2, not below)            | hidden | spectral      | spectral       |
 | ``nn.Embedding`` params (a tied head with them)  | embed  | adamw         | sign           |
-| an untied output head: ``model.lm_head``'s       | head   | adamw         | sign           |
+| the untied head that ``model.output_head`` names | head   | adamw         | sign           |
 | everything with ndim < 2 (biases, norm gains)    | vector | adamw         | adamw          |
 
+A model names the attribute that holds its output head in ``output_head`` (default ``lm_head``).
 Tied weights (the same tensor reachable under two names) appear once; frozen parameters are left out.
 ``lmos`` replaces the geometry of any group (``ROUTED_GROUPS``) by a registered one, e.g.
 ``{"hidden": "my_geometry"}`` (the trainer's ``optimizer.lmos``; a name that is not registered is a
@@ -59,7 +60,7 @@ def build_param_groups(
         if "params" in hp or "lmo" in hp:
             raise ValueError(f"Invalid groups: {name} sets 'params'/'lmo'; route with lmos instead")
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    head_module = getattr(model, "lm_head", None)
+    head_module = getattr(model, getattr(model, "output_head", "lm_head"), None)
     head_ids = {id(p) for p in head_module.parameters()} if isinstance(head_module, nn.Module) else set()
     hidden: list[Tensor] = []
     embed: list[Tensor] = []

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from model import chunked_linear_cross_entropy
+from losses import chunked_linear_cross_entropy
 
 
 def plain_loss(h: torch.Tensor, W: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import model as model_module
-from model import GPT, GPTConfig, chunked_linear_cross_entropy
+import losses
+from losses import chunked_linear_cross_entropy
+from model import GPT, GPTConfig
 
 V, T, B = 96, 16, 3  # small vocabulary, sequence and batch: N = 48 tokens
 
@@ -85,7 +86,7 @@ def test_gpt124m_parameter_count_and_flops():
     import yaml
 
     path = Path(__file__).resolve().parents[1] / "configs" / "model" / "gpt124m.yaml"
-    yaml_cfg = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "name"}
+    yaml_cfg = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k not in ("name", "_target_")}
     with torch.device("meta"):
         m = GPT(GPTConfig(**yaml_cfg, seq_len=1024))
     c = m.cfg
@@ -117,6 +118,97 @@ def test_config_validation_names_the_key(kw, key):
 def test_config_error_lists_loss_impls():
     with pytest.raises(ValueError, match="chunked, plain, liger"):
         GPTConfig(loss_impl="Chunked")
+
+
+def test_gpt124m_yaml_is_gptconfigs_defaults():
+    """configs/model/gpt124m.yaml (the base of every GPT preset) and GPTConfig declare the same defaults."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "model" / "gpt124m.yaml"
+    fields = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k not in ("name", "_target_")}
+    assert fields == {k: getattr(GPTConfig(), k) for k in fields}
+    assert {"loss_impl", "loss_chunk", "vocab_size", "tie_embeddings"} <= set(fields)
+
+
+# ----------------------------------------------------------------------------- model.* in the trainer
+def test_each_model_config_builds_its_architecture():
+    from trainer_utils import compose_cfg
+
+    import train
+    from model_track3 import Track3Config, Track3GPT
+
+    for name, config_class, model_class in [("tiny", GPTConfig, GPT), ("proxy", GPTConfig, GPT),
+                                            ("track3", Track3Config, Track3GPT)]:
+        cfg = compose_cfg([f"model={name}"])
+        assert type(train.model_config(cfg)) is config_class
+        with torch.device("meta"):
+            assert type(train.build_model(cfg)) is model_class
+    tiny = train.model_config(compose_cfg(["model=tiny", "model.loss_impl=plain", "model.loss_chunk=64"]))
+    assert (tiny.n_layer, tiny.vocab_size, tiny.loss_impl, tiny.loss_chunk) == (2, 50304, "plain", 64)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["+model.n_layr=3"], r"model\.n_layr is not a field of model\.GPTConfig: did you mean model\.n_layer\?"),
+    (["model=track3", "+model.tie_embeddings=false"], r"model\.tie_embeddings is not a field of "
+                                                      r"model_track3\.Track3Config"),
+    (["model=track3", "model.head_dim=6"], r"model\.head_dim=6 is invalid: .* multiple of 4"),
+    (["+model.seq_len=64"], r"model\.seq_len=64 is invalid: .* data\.seq_len"),
+    (["model._target_=model.GPT"], r"model\._target_='model\.GPT' is invalid: not a model config class"),
+    (["model._target_=nowhere.Config"], r"model\._target_='nowhere\.Config' is invalid: .*nowhere"),
+    (["model._target_=GPTConfig"], r"model\._target_='GPTConfig' is invalid: .* module\.Class"),
+    (["~model.vocab_size"], r"model\.vocab_size is missing"),
+    (["model.n_layer=two"], r"model\.n_layer='two' is invalid: it must be an integer"),
+    (["model.tie_embeddings=maybe"], r"model\.tie_embeddings='maybe' is invalid"),
+])
+def test_bad_model_keys_are_config_errors_naming_the_key(overrides, message):
+    from trainer_utils import compose_cfg
+
+    import train
+
+    with pytest.raises(train.ConfigError, match=message):
+        train.check_before_work(compose_cfg(overrides))
+
+
+def test_a_misspelled_model_key_on_the_command_line_exits_2_with_the_fields(tmp_path):
+    """Refused before Hydra composes (which would advise a + prefix), with the closest fields of the model
+    config classes configs/model/ names; their real fields pass."""
+    import subprocess
+    import sys
+
+    from harness.config import ConfigError, check_command_line
+
+    check_command_line(["model=track3", "model.loss_impl=plain", "+model.mlp_ratio=2", "model.head_dim=64",
+                        "model._target_=model.GPTConfig", "model.name=mine"])
+    with pytest.raises(ConfigError, match=r"no key model\.loss_imp; did you mean model\.loss_impl\?"):
+        check_command_line(["+model.loss_imp=plain"])
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(repo / "train.py"), "model.n_layr=3"], cwd=tmp_path, text=True,
+                         capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(repo)))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "no key model.n_layr; did you mean model.n_layer?" in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_configs_saved_with_model_arch_read_as_model_target():
+    """Run folders and checkpoints written before model.* named its class (model.arch) compare equal to
+    today's config of the same model: a committed proxy run against its config composed today."""
+    import yaml
+    from trainer_utils import compose_cfg
+
+    from harness.checkpoint import config_changes
+    from harness.config import with_model_target
+
+    saved = yaml.safe_load((Path(__file__).resolve().parents[1] / "results" / "proxy_ext" / "muon_m0.9_s1"
+                            / "config.yaml").read_text())
+    assert saved["model"]["arch"] == "gpt"
+    now = compose_cfg(["experiment=proxy", "optimizer=muon"])
+    assert not [k for k, _, _ in config_changes(saved, now) if k.startswith("model.")]
+    old_track = {"model.arch": "track3", "model.tie_embeddings": False, "model.n_layer": 12}
+    assert with_model_target(old_track) == {"model._target_": "model_track3.Track3Config",
+                                            "model.n_layer": 12}
+    assert with_model_target({"model.name": "tiny"})["model._target_"] == "model.GPTConfig"
+    today = {"model._target_": "model.GPTConfig", "model.arch": "kept"}
+    assert with_model_target(today) is today
 
 
 # ----------------------------------------------------------------------------- the chunked loss
@@ -178,13 +270,13 @@ def test_bf16_autocast_on_cpu_is_close_to_plain():
 
 def test_no_gradients_under_no_grad(monkeypatch):
     calls = []
-    real = model_module._chunked_ce
+    real = losses._chunked_ce
 
     def spy(*args):
         calls.append(args[-2:])  # (need_h, need_W)
         return real(*args)
 
-    monkeypatch.setattr(model_module, "_chunked_ce", spy)
+    monkeypatch.setattr(losses, "_chunked_ce", spy)
     m = tiny_model(loss_chunk=7)
     x, y = batch()
     m.eval()
@@ -276,7 +368,7 @@ def test_liger_missing_package_error():
         import liger_kernel  # noqa: F401
     except ImportError:
         with pytest.raises(RuntimeError, match=r"liger-kernel.*\.\[liger\].*loss_impl=chunked"):
-            model_module._liger_loss_class()
+            losses._liger_loss_class()
     else:
         pytest.skip("liger-kernel is installed")
 

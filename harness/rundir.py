@@ -228,7 +228,7 @@ def read_summary(run_dir) -> dict | None:
     return out
 
 
-def _load_yaml(path: Path) -> dict:
+def load_yaml(path: Path) -> dict:
     from omegaconf import OmegaConf  # Hydra's own YAML reading (e.g. 1e-3 is a float), no interpolation
 
     out = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
@@ -238,7 +238,7 @@ def _load_yaml(path: Path) -> dict:
 def read_config(run_dir) -> dict | None:
     """``run_dir/config.yaml`` (the resolved config train.py ran with) as a plain dict; None if absent."""
     path = Path(run_dir) / CONFIG
-    return _load_yaml(path) if path.exists() else None
+    return load_yaml(path) if path.exists() else None
 
 
 def diverged(run_dir) -> str | None:
@@ -303,7 +303,7 @@ def optimizer_config(name: str) -> dict:
         raise ValueError(
             f"unknown optimizer {name!r}: {path} does not exist; choose one of {', '.join(optimizer_names())}"
         )
-    return _load_yaml(path)
+    return load_yaml(path)
 
 
 def optimizer_label(name: str) -> str:
@@ -325,7 +325,7 @@ def experiment_config(name: str) -> dict:
             f"unknown experiment {name!r}: {path} does not exist; choose one of "
             f"{', '.join(_stems('experiment'))}"
         )
-    return _load_yaml(path)
+    return load_yaml(path)
 
 
 def figure_experiments() -> list[str]:
@@ -355,14 +355,14 @@ def experiment_batch(experiment: str) -> int:
     path = CONFIGS / "experiment" / f"{experiment}.yaml"
     own = (cfg.get("batch") or {}).get("global_seqs")
     if own is None:
-        choice = _default_group(cfg, "batch") or _default_group(_load_yaml(CONFIGS / "config.yaml"), "batch")
+        choice = _default_group(cfg, "batch") or _default_group(load_yaml(CONFIGS / "config.yaml"), "batch")
         batch_path = CONFIGS / "batch" / f"{choice}.yaml"
         if choice is None or not batch_path.is_file():
             raise ValueError(
                 f"{path}: selects batch config {choice!r}, but {batch_path} does not exist; "
                 f"choose one of {', '.join(_stems('batch'))}"
             )
-        own, path = _load_yaml(batch_path).get("global_seqs"), batch_path
+        own, path = load_yaml(batch_path).get("global_seqs"), batch_path
     if not isinstance(own, int) or isinstance(own, bool):
         raise ValueError(f"{path}: global_seqs is {own!r}; it must be a whole number of sequences")
     return own

@@ -15,7 +15,7 @@
              and the finished runs, and writing tables with numbers only
 
 A study is data: a `study.yaml` beside its runs (results/<study>/study.yaml) says which runs it has, their
-grids, seeds and comparisons; `python scripts/study.py <study.yaml>` runs what is missing and rebuilds the
+grids, seeds and comparisons; `python scripts/run_study.py <study.yaml>` runs what is missing and rebuilds the
 tables and figures from the finished runs. Prose about the numbers is written by people, in the study's
 README.
 """

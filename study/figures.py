@@ -95,9 +95,10 @@ def plan(experiments: list[str], seeds: list[int], optimizers: list[str] | None,
     return out
 
 
-def plan_study(sf: StudyFile, composer) -> list[launch.Run]:
+def plan_study(sf: StudyFile, composer) -> tuple[list[launch.Run], list[str]]:
+    """Every run of the study (none waits on another)."""
     return plan(list(sf.data["figures"]), sf.seeds, sf.data.get("optimizers"), sf.folder, sf.overrides,
-                batches_of(sf), composer)
+                batches_of(sf), composer), []
 
 
 # ----------------------------------------------------------------------------- the report
@@ -200,6 +201,7 @@ def report(results: Path, figures: list[str], seeds: list[int], batches: dict[in
     return dict(figures=paths, tables=[out / "summary.csv", out / "summary.md"], markdown=md, rows=rows)
 
 
-def report_study(sf: StudyFile, allow_incomplete: bool = False) -> dict:
-    return report(sf.folder, list(sf.data["figures"]), sf.seeds, batches_of(sf), sf.folder / "figures",
+def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool = False) -> dict:
+    """The figures, summary.csv and summary.md in <out>/figures (default: beside the study file)."""
+    return report(sf.folder, list(sf.data["figures"]), sf.seeds, batches_of(sf), (out or sf.folder) / "figures",
                   sf.data.get("optimizers"), allow_incomplete)

@@ -1,6 +1,6 @@
 """The run-directory contract: what a training run leaves on disk, and how every script reads it.
 
-One run is one directory (scripts/sweep.py names it ``<optimizer>_b<global_seqs>_s<seed>``, see
+One run is one directory (the study engine, study/figures.py, names it ``<optimizer>_b<global_seqs>_s<seed>``, see
 `run_name`). Rank 0 of train.py is the only writer; every other rank writes only its optimizer shard
 under ``ckpt/``. The files:
 
@@ -19,7 +19,7 @@ under ``ckpt/``. The files:
     ckpt/           step_XXXXXX/ checkpoints and LATEST
 
 Configs (``configs/`` at the repository root) are read here without Hydra where the scripts need a fact from
-them: the optimizers and their display labels, the figure experiments and the batch each one selects.
+them: the optimizers and their display labels, an experiment's figure and the batch it selects.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ LOG = "train.log"
 STATUS_COMPLETED, STATUS_DIVERGED = "completed", "diverged"  # summary.json "status"
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# The papers' two global batches (sequences) -> the role the scripts' --large-batch / --small-batch replace.
-BATCH_ROLES = {512: "large", 128: "small"}
+# The papers' five figures (configs/experiment/<name>.yaml): what scripts/sweep.py runs by default. A list, not
+# a search of configs/experiment/, so that an experiment a user adds joins no plan or figure by itself.
+PAPER_FIGURES = ("fig1", "fig2", "fig3", "fig4", "muon_mvr")
 
 
 # ----------------------------------------------------------------------------- naming
@@ -326,16 +327,6 @@ def experiment_config(name: str) -> dict:
             f"{', '.join(_stems('experiment'))}"
         )
     return load_yaml(path)
-
-
-def figure_experiments() -> list[str]:
-    """The experiments that are paper figures: a `figure.optimizers` of two or more, not the quick start."""
-    out = []
-    for name in _stems("experiment"):
-        figure = experiment_config(name).get("figure") or {}
-        if name != "quickstart" and len(figure.get("optimizers") or []) >= 2:
-            out.append(name)
-    return out
 
 
 def _default_group(cfg: dict, group: str) -> str | None:

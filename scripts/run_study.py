@@ -19,7 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, also from a plain checkout
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # the repository root, also from a plain checkout
 from study import cli, figures, launch, runs, settings, spec, tuned
 
 KINDS = {"figures": figures, "tuned": tuned, "settings": settings}
@@ -33,10 +35,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("study", type=Path, help="the study file, e.g. results/proxy/study.yaml")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the tables and figures")
-    ap.add_argument("--out", type=Path, default=None, help="where the tables and figures go (default: "
-                                                          "beside the study file)")
-    ap.add_argument("--allow-incomplete", action="store_true",
-                    help="figures kind: draw unfinished runs up to where they are")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the tables and figures go (default: beside the study file)",
+    )
+    ap.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="figures kind: draw unfinished runs up to where they are",
+    )
     cli.add_launch_arguments(ap, parallel=2, progress_every=120.0)
     args = ap.parse_args(argv)
     cli.check_launch_arguments(ap, args)

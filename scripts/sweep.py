@@ -1,6 +1,6 @@
-"""Launch train.py runs: experiments × optimizers × seeds, skipping finished runs and resuming unfinished ones.
+"""Launch runs: experiments × optimizers × seeds, skipping finished runs and resuming unfinished ones.
 
-    python scripts/sweep.py --seeds 0 1 2 --nproc 8                      # the papers' five figures, torchrun x 8
+    python scripts/sweep.py --seeds 0 1 2 --nproc 8          # the papers' five figures, torchrun x 8
     python scripts/sweep.py --experiments fig1 fig3 --seeds 0 1 2        # some of them, one process each
     python scripts/sweep.py --experiments quickstart --optimizers muon my_qhm --seeds 0 1 --results runs/mine
     python scripts/sweep.py ... --dry-run                                # the plan and the commands
@@ -31,7 +31,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, also from a plain checkout
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # the repository root, also from a plain checkout
 from harness import rundir  # noqa: E402
 from study import cli, figures, launch, spec  # noqa: E402
 
@@ -39,13 +41,25 @@ from study import cli, figures, launch, spec  # noqa: E402
 def parse_args(argv=None):
     argv, extra = cli.split_passthrough(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--experiments", nargs="+", default=list(rundir.PAPER_FIGURES),
-                    help=f"experiment configs (default, the papers' figures: {' '.join(rundir.PAPER_FIGURES)})")
-    ap.add_argument("--optimizers", nargs="+", default=None,
-                    help="optimizers to run under every experiment (default: its figure.optimizers)")
+    ap.add_argument(
+        "--experiments",
+        nargs="+",
+        default=list(rundir.PAPER_FIGURES),
+        help=f"experiment configs (default, the papers' figures: {' '.join(rundir.PAPER_FIGURES)})",
+    )
+    ap.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=None,
+        help="optimizers to run under every experiment (default: its figure.optimizers)",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--results", type=Path, default=Path("results"),
-                    help="parent of the run directories <optimizer>_b<B>_s<seed> (default: results)")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="parent of the run directories <optimizer>_b<B>_s<seed> (default: results)",
+    )
     ap.add_argument("--large-batch", type=int, default=None, help="global batch replacing the papers' 512")
     ap.add_argument("--small-batch", type=int, default=None, help="global batch replacing the papers' 128")
     ap.add_argument("--drop-ckpt", action="store_true", help="delete <run_dir>/ckpt of every finished run")
@@ -63,8 +77,9 @@ def main(argv=None) -> int:
     results = (args.results if args.results.is_absolute() else Path.cwd() / args.results).resolve()
     try:
         with launch.Composer() as composer:
-            planned = figures.plan(args.experiments, args.seeds, args.optimizers, results, args.extra,
-                                   args.batches, composer)
+            planned = figures.plan(
+                args.experiments, args.seeds, args.optimizers, results, args.extra, args.batches, composer
+            )
         return cli.drive(lambda: (planned, []), args, say, tidy=args.drop_ckpt)
     except (spec.SpecError, launch.LaunchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,13 +15,17 @@ from study.stats import paired
 
 
 def compare(paths: list[Path], out: Path, title: str | None = None, baseline: str | None = None) -> dict:
-    """Figure <out>.png/.pdf and table <out>.md of the runs at or under `paths`; RunError naming the problem."""
+    """Figure <out>.png/.pdf and table <out>.md of the runs at or under `paths`; RunError naming a problem."""
     found = runs.find(paths)
     for r in found:
         if r.why_unfinished:
             if not r.val():
-                raise runs.RunError(f"{r.path} has no evaluation yet ({r.why_unfinished}); leave it out or wait")
-            print(f"note: {r.path} is unfinished ({r.why_unfinished}): drawn up to where it is", file=sys.stderr)
+                raise runs.RunError(
+                    f"{r.path} has no evaluation yet ({r.why_unfinished}); leave it out or wait"
+                )
+            print(
+                f"note: {r.path} is unfinished ({r.why_unfinished}): drawn up to where it is", file=sys.stderr
+            )
     groups = runs.settings(found)
     if baseline is not None:
         names = [g.label for g in groups]
@@ -33,19 +37,46 @@ def compare(paths: list[Path], out: Path, title: str | None = None, baseline: st
     title = title or (titles.pop() if len(titles) == 1 and "" not in titles else "Validation loss")
     cfg = found[0].config
     n = sorted({len(c.seeds) for c in curves})
-    subtitle = (f"{runs.select(cfg, 'model.name')} model, {runs.select(cfg, 'data.name')} data, "
-                f"{'/'.join(map(str, n))} seed{'s' if n != [1] else ''} a setting")
+    subtitle = (
+        f"{runs.select(cfg, 'model.name')} model, {runs.select(cfg, 'data.name')} data, "
+        f"{'/'.join(map(str, n))} seed{'s' if n != [1] else ''} a setting"
+    )
     figures = plots.comparison(curves, title, subtitle, out.with_suffix(".png"))
     base = curves[0]
     rows = []
     for c in curves:
         finals = dict(zip(c.seeds, c.per_seed[:, -1]))
         d = paired(finals, dict(zip(base.seeds, base.per_seed[:, -1])))
-        rows.append([c.label, " ".join(map(str, c.seeds)), int(c.step[-1]), tables.over_seeds(list(finals.values())),
-                     "(baseline)" if c is base else tables.delta(d), "" if c is base else d.verdict,
-                     tables.fmt_tokens(c.tokens[-1]), f"{c.time_s[-1]:.0f}"])
-    md = "\n".join(tables.markdown(["setting", "seeds", "step", "val loss (mean ± std)",
-                                    f"Δ vs {base.label} (paired)", "verdict", "tokens", "train time (s)"],
-                                   "llrrrlrr", rows)) + "\n"
+        rows.append(
+            [
+                c.label,
+                " ".join(map(str, c.seeds)),
+                int(c.step[-1]),
+                tables.over_seeds(list(finals.values())),
+                "(baseline)" if c is base else tables.delta(d),
+                "" if c is base else d.verdict,
+                tables.fmt_tokens(c.tokens[-1]),
+                f"{c.time_s[-1]:.0f}",
+            ]
+        )
+    md = (
+        "\n".join(
+            tables.markdown(
+                [
+                    "setting",
+                    "seeds",
+                    "step",
+                    "val loss (mean ± std)",
+                    f"Δ vs {base.label} (paired)",
+                    "verdict",
+                    "tokens",
+                    "train time (s)",
+                ],
+                "llrrrlrr",
+                rows,
+            )
+        )
+        + "\n"
+    )
     out.with_suffix(".md").write_text(md)
     return dict(figures=figures, tables=[out.with_suffix(".md")], markdown=md)

@@ -1,7 +1,7 @@
 """Starting train.py processes: the one launcher every script that trains goes through.
 
 - `train_argv(overrides, nproc)`: ``python train.py <overrides>``, or under torchrun
-  (``python -m torch.distributed.run --standalone --nproc_per_node=N``, which needs nothing on PATH) for N > 1.
+  (``python -m torch.distributed.run --standalone --nproc_per_node=N``: nothing needed on PATH) for N > 1.
 - `shell_command(argv)`: the same as one shell line run from the repository root, for a scheduler (a Slurm
   job array runs one planned run per task; see scripts/sweep.py).
 - `run_one(argv, log, timeout)`: one process, its output in `log`, stopped with its whole process group at
@@ -89,8 +89,9 @@ def start(argv: list[str], log_path: Path, env: dict) -> tuple[subprocess.Popen,
     log = open(log_path, "a")
     log.write("$ " + shlex.join(argv) + "\n")
     log.flush()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     return proc, log
 
 
@@ -132,8 +133,9 @@ def tail(path: Path, n_bytes: int = 65536) -> str:
         return ""
 
 
-def run_one(argv: list[str], log_path: Path, timeout: float | None = None,
-            env: dict | None = None) -> tuple[int, float, str | None]:
+def run_one(
+    argv: list[str], log_path: Path, timeout: float | None = None, env: dict | None = None
+) -> tuple[int, float, str | None]:
     """Run `argv` to its end: (exit code, wall seconds, None or the error it died of). A timeout stops its
     process group (exit code -1); Ctrl-C stops it and is raised on."""
     t0 = time.perf_counter()
@@ -154,6 +156,7 @@ def run_one(argv: list[str], log_path: Path, timeout: float | None = None,
 @dataclass
 class Run:
     """One planned training run."""
+
     run_dir: Path  # absolute
     overrides: list[str]  # Hydra overrides, run_dir=... last
     steps: int  # train.steps
@@ -184,9 +187,11 @@ def state(run: Run) -> None:
     if old is not None and run.config is not None:
         diff = config_diff(old, run.config)
         if diff:
-            raise LaunchError(f"{display_path(d)} holds a run with a different config than planned for "
-                              f"{run.label or run.name}: " + "; ".join(diff[:6]) + ". Use another results "
-                              "folder, or delete that directory to start it over.")
+            raise LaunchError(
+                f"{display_path(d)} holds a run with a different config than planned for "
+                f"{run.label or run.name}: " + "; ".join(diff[:6]) + ". Use another results "
+                "folder, or delete that directory to start it over."
+            )
     try:
         reason = rundir.diverged(d)
     except ValueError as e:
@@ -201,10 +206,14 @@ def state(run: Run) -> None:
     elif latest.exists():
         rec = rundir.last_record(d)
         run.status = "resume"
-        run.detail = f"from {latest.read_text().strip()}" + (f", metrics at step {rec['step']}" if rec else "")
+        run.detail = f"from {latest.read_text().strip()}" + (
+            f", metrics at step {rec['step']}" if rec else ""
+        )
     elif _says_completed(d):  # a summary, but metrics that do not match it, and nothing to resume from
-        raise LaunchError(f"{display_path(d)} has {rundir.SUMMARY} but {why} and no checkpoint to resume "
-                          f"from; delete that directory to run {run.label or run.name} again")
+        raise LaunchError(
+            f"{display_path(d)} has {rundir.SUMMARY} but {why} and no checkpoint to resume "
+            f"from; delete that directory to run {run.label or run.name} again"
+        )
     else:
         stale = (d / rundir.METRICS).exists()
         run.status, run.detail = "new", "stale metrics, no checkpoint: starts over" if stale else ""
@@ -238,12 +247,20 @@ class _Job:
 class Pool:
     """Runs planned runs with at most `parallel` processes at a time (each `nproc` ranks)."""
 
-    def __init__(self, nproc: int = 1, parallel: int = 1, threads: int | None = None,
-                 gpus: list[str] | None = None, python: str = sys.executable, say=print,
-                 progress_every: float = 60.0):
+    def __init__(
+        self,
+        nproc: int = 1,
+        parallel: int = 1,
+        threads: int | None = None,
+        gpus: list[str] | None = None,
+        python: str = sys.executable,
+        say=print,
+        progress_every: float = 60.0,
+    ):
         if gpus and len(gpus) < nproc * parallel:
-            raise LaunchError(f"{len(gpus)} GPUs given but {parallel} runs x {nproc} processes need "
-                              f"{nproc * parallel}")
+            raise LaunchError(
+                f"{len(gpus)} GPUs given but {parallel} runs x {nproc} processes need {nproc * parallel}"
+            )
         self.nproc, self.parallel, self.python, self.say = nproc, parallel, python, say
         self.threads = threads or max(1, (os.cpu_count() or 1) // (parallel * nproc))
         self.gpus, self.progress_every = list(gpus or []), progress_every
@@ -255,20 +272,25 @@ class Pool:
         """Launch `todo`; `on_done(run)` after each success. Returns the runs that failed. Ctrl-C (or
         SIGTERM, e.g. scancel) stops every running process and raises KeyboardInterrupt."""
         pending, running, failed = list(todo), [], []
-        slots = [self.gpus[i * self.nproc:(i + 1) * self.nproc] if self.gpus else [] for i in
-                 range(self.parallel)]
+        slots = [
+            self.gpus[i * self.nproc : (i + 1) * self.nproc] if self.gpus else []
+            for i in range(self.parallel)
+        ]
         finished, last_progress = 0, time.time()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             while pending or running:
                 while pending and slots:
                     run, gpus = pending.pop(0), slots.pop(0)
-                    proc, log = start(self.argv(run), run.run_dir / LAUNCHER_LOG,
-                                      environment(self.threads, gpus))
+                    proc, log = start(
+                        self.argv(run), run.run_dir / LAUNCHER_LOG, environment(self.threads, gpus)
+                    )
                     running.append(_Job(run, proc, log, time.time(), gpus))
                     how = f"resume {run.detail}" if run.status == "resume" else "new"
-                    self.say(f"start [{run.index}] {run.label} -> {display_path(run.run_dir)} "
-                             f"({how}; pid {proc.pid})")
+                    self.say(
+                        f"start [{run.index}] {run.label} -> {display_path(run.run_dir)} "
+                        f"({how}; pid {proc.pid})"
+                    )
                 time.sleep(0.2)
                 for job in list(running):
                     rc = job.proc.poll()
@@ -281,10 +303,14 @@ class Pool:
                     self._finished(job, rc, failed, finished, len(todo), on_done)
                 if self.progress_every and running and time.time() - last_progress >= self.progress_every:
                     last_progress = time.time()
-                    parts = [f"{j.run.name} step {(rundir.last_record(j.run.run_dir) or {}).get('step', 0)}"
-                             f"/{j.run.steps}" for j in running]
-                    self.say(f"running: {', '.join(parts)}; {len(pending)} queued, {finished}/{len(todo)} "
-                             "finished")
+                    parts = [
+                        f"{j.run.name} step {(rundir.last_record(j.run.run_dir) or {}).get('step', 0)}"
+                        f"/{j.run.steps}"
+                        for j in running
+                    ]
+                    self.say(
+                        f"running: {', '.join(parts)}; {len(pending)} queued, {finished}/{len(todo)} finished"
+                    )
         except KeyboardInterrupt:
             self.say("interrupted: stopping running jobs (rerun the same command to resume them)")
             for job in running:
@@ -300,8 +326,10 @@ class Pool:
         ok, why = rundir.completion(run.run_dir, run.steps)
         if rc == 0 and ok:
             val = rundir.last_record(run.run_dir)["val_loss"]
-            self.say(f"done  [{run.index}] {run.label} in {secs:.0f} s, final val_loss {val:.4f} "
-                     f"({finished}/{total} finished, {len(failed)} failed)")
+            self.say(
+                f"done  [{run.index}] {run.label} in {secs:.0f} s, final val_loss {val:.4f} "
+                f"({finished}/{total} finished, {len(failed)} failed)"
+            )
             if on_done is not None:
                 on_done(run)
             return
@@ -309,8 +337,10 @@ class Pool:
         reason = f"exit code {rc}" if rc != 0 else f"exit code 0 but {why}"
         log = run.run_dir / LAUNCHER_LOG
         lines = tail(log, 4096).splitlines()[-15:]
-        self.say(f"FAIL  [{run.index}] {run.label}: {reason}; log {display_path(log)}:\n"
-                 + "\n".join("    " + ln for ln in lines))
+        self.say(
+            f"FAIL  [{run.index}] {run.label}: {reason}; log {display_path(log)}:\n"
+            + "\n".join("    " + ln for ln in lines)
+        )
 
 
 def _raise_interrupt(signum, frame):

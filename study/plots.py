@@ -19,16 +19,50 @@ import numpy as np
 from harness import rundir
 from study.runs import Curve, DeltaCurve, delta_curve
 
-PALETTE = ["#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#882255",
-           "#7F7F7F", "#117733", "#332288", "#999933", "#AA4499", "#44AA99"]
-LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1.2)), (0, (6, 1.5, 1.2, 1.5)), (0, (10, 2.5)),
-              (0, (3, 1, 1, 1, 1, 1)), (0, (2, 3))]
+PALETTE = [
+    "#000000",
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#D55E00",
+    "#56B4E9",
+    "#882255",
+    "#7F7F7F",
+    "#117733",
+    "#332288",
+    "#999933",
+    "#AA4499",
+    "#44AA99",
+]
+LINESTYLES = [
+    "-",
+    (0, (5, 1.5)),
+    (0, (1, 1.2)),
+    (0, (6, 1.5, 1.2, 1.5)),
+    (0, (10, 2.5)),
+    (0, (3, 1, 1, 1, 1, 1)),
+    (0, (2, 3)),
+]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h", "<", "*", ">", "d", "p", "H"]
 WIDTH = 4.6
-RC = {"font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9.5,
-      "ytick.labelsize": 9.5, "legend.fontsize": 9.5, "legend.title_fontsize": 9.5, "figure.titlesize": 10,
-      "lines.linewidth": 1.6, "lines.markersize": 4.5, "axes.grid": True, "grid.alpha": 0.3,
-      "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 200}
+RC = {
+    "font.size": 10,
+    "axes.labelsize": 10,
+    "axes.titlesize": 10,
+    "xtick.labelsize": 9.5,
+    "ytick.labelsize": 9.5,
+    "legend.fontsize": 9.5,
+    "legend.title_fontsize": 9.5,
+    "figure.titlesize": 10,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "savefig.dpi": 200,
+}
 
 
 def style(optimizer: str, fallback: int | None = None) -> dict:
@@ -36,8 +70,11 @@ def style(optimizer: str, fallback: int | None = None) -> dict:
     `fallback`, else the first place after them."""
     names = rundir.optimizer_names()
     i = names.index(optimizer) if optimizer in names else (len(names) if fallback is None else fallback)
-    return dict(color=PALETTE[i % len(PALETTE)], linestyle=LINESTYLES[i % len(LINESTYLES)],
-                marker=MARKERS[i % len(MARKERS)])
+    return dict(
+        color=PALETTE[i % len(PALETTE)],
+        linestyle=LINESTYLES[i % len(LINESTYLES)],
+        marker=MARKERS[i % len(MARKERS)],
+    )
 
 
 def styles(keys: list[str]) -> list[dict]:
@@ -144,8 +181,15 @@ def legend_label(c: Curve) -> str:
 def _legend_below(fig, handles, title: str, renderer) -> int:
     """A legend below the panels, in two columns if they fit the figure's width, else one; its columns."""
     for ncol in (2, 1):
-        legend = fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
-                            title=title, frameon=False, handlelength=3.2, columnspacing=1.2)
+        legend = fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(ncol, len(handles)),
+            title=title,
+            frameon=False,
+            handlelength=3.2,
+            columnspacing=1.2,
+        )
         if ncol == 1 or legend.get_window_extent(renderer).width <= 0.99 * fig.bbox.width:
             return ncol
         legend.remove()
@@ -169,14 +213,22 @@ def comparison(curves: list[Curve], title: str, subtitle: str, out: Path) -> lis
     with plt.rc_context(RC):
         fig = plt.figure(figsize=(WIDTH, 5.6), layout="constrained")
         renderer = fig.canvas.get_renderer()
-        lines = [title, *(pack_lines(subtitle, lambda ln: fits(fig, ln, RC["figure.titlesize"]))
-                          if subtitle else [])]
+        lines = [
+            title,
+            *(pack_lines(subtitle, lambda ln: fits(fig, ln, RC["figure.titlesize"])) if subtitle else []),
+        ]
         axes = fig.subplots(2, 2)
         (ax_step, ax_delta), (ax_tok, ax_time) = axes
-        panels = [(ax_step, "step", 1.0, "optimizer step"),
-                  (ax_tok, "tokens", tok_scale, f"tokens processed ({tok_unit or 'tokens'}),\n"
-                                                "incl. extra gradient passes"),
-                  (ax_time, "time_s", t_scale, t_label)]
+        panels = [
+            (ax_step, "step", 1.0, "optimizer step"),
+            (
+                ax_tok,
+                "tokens",
+                tok_scale,
+                f"tokens processed ({tok_unit or 'tokens'}),\nincl. extra gradient passes",
+            ),
+            (ax_time, "time_s", t_scale, t_label),
+        ]
         handles = []
         for ax, attr, scale, xlabel in panels:
             for c, kw in zip(curves, kws):
@@ -195,8 +247,9 @@ def comparison(curves: list[Curve], title: str, subtitle: str, out: Path) -> lis
         for d, kw in zip(deltas, kws[1:]):
             ax_delta.plot(d.step, d.mean, markevery=markevery(len(d.step)), **kw)
             if d.n > 1:
-                ax_delta.fill_between(d.step, d.mean - d.std, d.mean + d.std, color=kw["color"], alpha=0.18,
-                                      lw=0)
+                ax_delta.fill_between(
+                    d.step, d.mean - d.std, d.mean + d.std, color=kw["color"], alpha=0.18, lw=0
+                )
         ax_delta.set_xlabel("optimizer step")
         ax_delta.set_ylabel(f"Δ val. loss\nvs {base.label}")
         if deltas:
@@ -206,8 +259,9 @@ def comparison(curves: list[Curve], title: str, subtitle: str, out: Path) -> lis
         for ax, letter in zip(axes.flat, "abcd"):
             ax.set_title(f"({letter})", loc="left", pad=3)
         fig.suptitle("\n".join(lines))
-        legend_title = "final validation loss" + (" (mean ± std over seeds)"
-                                                  if any(len(c.seeds) > 1 for c in curves) else "")
+        legend_title = "final validation loss" + (
+            " (mean ± std over seeds)" if any(len(c.seeds) > 1 for c in curves) else ""
+        )
         ncol = _legend_below(fig, handles, legend_title, renderer)
         fig.set_figheight(4.3 + 0.19 * (len(lines) + 1 + math.ceil(len(handles) / ncol)))
         paths = save(fig, out)
@@ -234,14 +288,16 @@ def deltas(pairs: list[DeltaCurve], xlabel: str, out: Path) -> list[Path]:
     return paths
 
 
-def lr_grid(panels: list[tuple[str, list[tuple[str, str, list[tuple[float, float]]]]]], title: str,
-            out: Path) -> list[Path]:
+def lr_grid(
+    panels: list[tuple[str, list[tuple[str, str, list[tuple[float, float]]]]]], title: str, out: Path
+) -> list[Path]:
     """Final validation loss against lr / the centre lr: one panel per (panel title, [(optimizer, label,
     [(factor, loss)])]), stacked in one column, each legend to the right of its panel."""
     plt = pyplot()
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(len(panels), 1, figsize=(WIDTH, 0.6 + 1.9 * len(panels)),
-                                 layout="constrained", squeeze=False)
+        fig, axes = plt.subplots(
+            len(panels), 1, figsize=(WIDTH, 0.6 + 1.9 * len(panels)), layout="constrained", squeeze=False
+        )
         for ax, (name, lines) in zip(axes[:, 0], panels):
             for opt, label, pts in lines:
                 if pts:
@@ -266,7 +322,7 @@ def track(groups: list[tuple[str, str, int, list[int], list[float]]], target: fl
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 2.8), layout="constrained", sharey=True)
         kws = styles([g[0] for g in groups])
-        for (opt, label, passes, steps, mean), kw in zip(groups, kws):
+        for (_, label, passes, steps, mean), kw in zip(groups, kws):
             axes[0].plot(steps, mean, label=label, **kw)
             axes[1].plot([s * passes for s in steps], mean, **kw)
         for ax in axes:

@@ -82,8 +82,10 @@ def load(path: Path) -> Run:
     path = Path(path)
     cfg = rundir.read_config(path)
     if cfg is None:
-        raise RunError(f"{path} has no {rundir.CONFIG}: which optimizer, batch and seed is it? Restore its "
-                       "config or leave it out")
+        raise RunError(
+            f"{path} has no {rundir.CONFIG}: which optimizer, batch and seed is it? Restore its "
+            "config or leave it out"
+        )
     try:
         records = rundir.read_metrics(path)
         steps = select(cfg, "train.steps")
@@ -137,8 +139,10 @@ def settings(runs: list[Run]) -> list[Setting]:
             if k == key:
                 twin = next((m for m in members if m.seed == run.seed), None)
                 if twin is not None:
-                    raise RunError(f"{twin.path} and {run.path} are the same setting and seed {run.seed}; "
-                                   "keep one of them")
+                    raise RunError(
+                        f"{twin.path} and {run.path} are the same setting and seed {run.seed}; "
+                        "keep one of them"
+                    )
                 members.append(run)
                 break
         else:
@@ -148,8 +152,9 @@ def settings(runs: list[Run]) -> list[Setting]:
     for i, (key, members) in enumerate(groups):
         twins = [groups[j][0] for j in range(len(groups)) if labels[j] == labels[i] and j != i]
         differ = [k for k in key if any(t.get(k) != key[k] for t in twins)]
-        label = labels[i] + (" (" + ", ".join(f"{k.rsplit('.', 1)[-1]} {key[k]}" for k in differ[:3]) + ")"
-                             if differ else "")
+        label = labels[i] + (
+            " (" + ", ".join(f"{k.rsplit('.', 1)[-1]} {key[k]}" for k in differ[:3]) + ")" if differ else ""
+        )
         out.append(Setting(label, sorted(members, key=lambda r: r.seed)))
     return out
 
@@ -158,6 +163,7 @@ def settings(runs: list[Run]) -> list[Setting]:
 @dataclass
 class Curve:
     """Validation loss of one setting on the evaluation steps all its seeds share: mean and std over seeds."""
+
     key: str  # what the figure styles it by (the optimizer config's name)
     label: str
     seeds: list[int]
@@ -179,14 +185,24 @@ def curve(runs: list[Run], label: str, key: str | None = None) -> Curve:
     tokens = np.array([[m[s]["tokens"] for s in common] for m in by_step], dtype=float)
     time_s = np.array([[m[s]["time_s"] for s in common] for m in by_step], dtype=float)
     std = val.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(common))
-    return Curve(key or runs[0].optimizer, label, [r.seed for r in runs], np.array(common),
-                 tokens.mean(axis=0), time_s.mean(axis=0), val.mean(axis=0), std, val,
-                 [r.records[-1] for r in runs])
+    return Curve(
+        key or runs[0].optimizer,
+        label,
+        [r.seed for r in runs],
+        np.array(common),
+        tokens.mean(axis=0),
+        time_s.mean(axis=0),
+        val.mean(axis=0),
+        std,
+        val,
+        [r.records[-1] for r in runs],
+    )
 
 
 @dataclass
 class DeltaCurve:
     """A curve minus a baseline, paired by seed, on the evaluation steps both have."""
+
     key: str
     label: str
     step: np.ndarray
@@ -200,8 +216,9 @@ def delta_curve(c: Curve, base: Curve) -> DeltaCurve:
     ci, bi = [list(c.step).index(s) for s in steps], [list(base.step).index(s) for s in steps]
     shared = [s for s in c.seeds if s in base.seeds]
     if shared:
-        d = np.array([c.per_seed[c.seeds.index(s)][ci] - base.per_seed[base.seeds.index(s)][bi]
-                      for s in shared])
+        d = np.array(
+            [c.per_seed[c.seeds.index(s)][ci] - base.per_seed[base.seeds.index(s)][bi] for s in shared]
+        )
     else:  # no seed in common: the difference of the means
         d = (c.mean[ci] - base.mean[bi])[None, :]
     std = d.std(axis=0, ddof=1) if len(d) > 1 else np.zeros(len(steps))

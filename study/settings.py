@@ -86,14 +86,28 @@ class Study:
             dirs = [res.folder / tuned.Spec(v, lr, s, alt).name for s in self.seeds]
             extra = [f"optimizer.{alt[0]}={alt[1]!r}"] if alt else []
             steps = int(runs.load(dirs[0]).steps)
-            return Setting(name, str(e.get("label") or v.label), v.optimizer, lr, extra, steps, dirs,
-                           launch.display_path(res.folder))
+            return Setting(
+                name,
+                str(e.get("label") or v.label),
+                v.optimizer,
+                lr,
+                extra,
+                steps,
+                dirs,
+                launch.display_path(res.folder),
+            )
         if "like" in e:
             base = self.settings.get(e["like"])
             if base is None:
                 raise self.sf.error(f"{key}.like", f"{e['like']!r} is not a setting named before it")
-            return Setting(name, str(e.get("label") or base.label), base.optimizer, base.lr, base.extra + own,
-                           int(e.get("steps", base.steps)))
+            return Setting(
+                name,
+                str(e.get("label") or base.label),
+                base.optimizer,
+                base.lr,
+                base.extra + own,
+                int(e.get("steps", base.steps)),
+            )
         if "optimizer" not in e or "lr" not in e:
             raise self.sf.error(key, "give best_of, like, or optimizer and lr")
         lr = e["lr"]
@@ -103,8 +117,14 @@ class Study:
             lr = res.best(v)[0]
         if "steps" not in e:
             raise self.sf.error(f"{key}.steps", "missing: give train.steps of its runs")
-        return Setting(name, str(e.get("label") or rundir.optimizer_label(str(e["optimizer"]))),
-                       str(e["optimizer"]), float(lr), own, int(e["steps"]))
+        return Setting(
+            name,
+            str(e.get("label") or rundir.optimizer_label(str(e["optimizer"]))),
+            str(e["optimizer"]),
+            float(lr),
+            own,
+            int(e["steps"]),
+        )
 
     def get(self, name: str, key: str) -> Setting:
         if name not in self.settings:
@@ -130,11 +150,19 @@ def plan_study(sf: StudyFile, composer) -> tuple[list[launch.Run], list[str]]:
         if s.dirs is not None:
             continue
         for seed, d in zip(st.seeds, s.run_dirs(st.folder, st.seeds)):
-            ov = [*sf.overrides, f"optimizer={s.optimizer}", f"optimizer.lr={s.lr!r}", f"seed={seed}",
-                  f"train.steps={s.steps}", *s.extra]
+            ov = [
+                *sf.overrides,
+                f"optimizer={s.optimizer}",
+                f"optimizer.lr={s.lr!r}",
+                f"seed={seed}",
+                f"train.steps={s.steps}",
+                *s.extra,
+            ]
             cfg = composer(ov)
             cfg["run_dir"] = launch.display_path(d)
-            out.append(launch.Run(d, [*ov, f"run_dir={cfg['run_dir']}"], s.steps, cfg, f"{s.name} seed={seed}"))
+            out.append(
+                launch.Run(d, [*ov, f"run_dir={cfg['run_dir']}"], s.steps, cfg, f"{s.name} seed={seed}")
+            )
     return out, []
 
 
@@ -142,30 +170,67 @@ def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool 
     """tables.md and horizon.png/.pdf in `out` (default: beside the study file)."""
     out = out or sf.folder
     st = Study(sf)
-    missing = [f"  {d}: {why}" for s in st.settings.values() for d in s.run_dirs(st.folder, st.seeds)
-               if not (why := rundir.completion(d, s.steps)[1]) == ""]
+    missing = [
+        f"  {d}: {why}"
+        for s in st.settings.values()
+        for d in s.run_dirs(st.folder, st.seeds)
+        if not (why := rundir.completion(d, s.steps)[1]) == ""
+    ]
     if missing:
-        raise runs.RunError(f"runs of {sf.path} are missing or unfinished (run the study to finish them):\n"
-                            + "\n".join(missing))
+        raise runs.RunError(
+            f"runs of {sf.path} are missing or unfinished (run the study to finish them):\n"
+            + "\n".join(missing)
+        )
     rows = []
     for s in st.settings.values():
-        where = (f"`{s.where}/` ({s.optimizer}), lr {tables.fmt_lr(s.lr)}" if s.dirs is not None else
-                 " ".join(f"`{o}`" for o in (s.optimizer, tables.fmt_lr(s.lr), *s.extra)))
+        where = (
+            f"`{s.where}/` ({s.optimizer}), lr {tables.fmt_lr(s.lr)}"
+            if s.dirs is not None
+            else " ".join(f"`{o}`" for o in (s.optimizer, tables.fmt_lr(s.lr), *s.extra))
+        )
         times = [rundir.read_summary(d)["time_s"] for d in s.run_dirs(st.folder, st.seeds)]
-        rows.append([f"{s.label} ({s.name})", where, s.steps, tables.over_seeds(list(st.at(s).values())),
-                     f"{np.mean(times):.0f}"])
-    md = [f"# {sf.title}", "", "## Settings", "",
-          *tables.markdown(["setting", "optimizer, lr, overrides", "steps", f"final val loss ({len(st.seeds)} seeds)",
-                            "train time (s, mean)"], "llrrr", rows)]
+        rows.append(
+            [
+                f"{s.label} ({s.name})",
+                where,
+                s.steps,
+                tables.over_seeds(list(st.at(s).values())),
+                f"{np.mean(times):.0f}",
+            ]
+        )
+    md = [
+        f"# {sf.title}",
+        "",
+        "## Settings",
+        "",
+        *tables.markdown(
+            [
+                "setting",
+                "optimizer, lr, overrides",
+                "steps",
+                f"final val loss ({len(st.seeds)} seeds)",
+                "train time (s, mean)",
+            ],
+            "llrrr",
+            rows,
+        ),
+    ]
     cmp_rows = []
     for i, c in enumerate(sf.data.get("comparisons") or []):
         check_keys(sf, c, ("question", "setting", "baseline"), f"comparisons[{i}].")
-        a, b = st.get(c["setting"], f"comparisons[{i}].setting"), st.get(c["baseline"], f"comparisons[{i}].baseline")
+        a, b = (
+            st.get(c["setting"], f"comparisons[{i}].setting"),
+            st.get(c["baseline"], f"comparisons[{i}].baseline"),
+        )
         d = st.delta(a, b)
         cmp_rows.append([c["question"], a.label, b.label, tables.delta(d), d.verdict])
     if cmp_rows:
-        md += ["", "## Comparisons (150 steps)", "",
-               *tables.markdown(["question", "setting", "vs", "Δ final val loss", "verdict"], "lllrl", cmp_rows)]
+        md += [
+            "",
+            "## Comparisons (150 steps)",
+            "",
+            *tables.markdown(["question", "setting", "vs", "Δ final val loss", "verdict"], "lllrl", cmp_rows),
+        ]
     ab = sf.data.get("against_best")
     if ab:
         check_keys(sf, ab, ("among", "settings"), "against_best.")
@@ -176,8 +241,12 @@ def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool 
             s = st.get(n, "against_best.settings")
             d = st.delta(s, best)
             rows.append([s.label, best.label, tables.delta(d), d.verdict])
-        md += ["", f"## Against the better of {' / '.join(s.label for s in among)}", "",
-               *tables.markdown(["setting", "vs", "Δ final val loss", "verdict"], "llrl", rows)]
+        md += [
+            "",
+            f"## Against the better of {' / '.join(s.label for s in among)}",
+            "",
+            *tables.markdown(["setting", "vs", "Δ final val loss", "verdict"], "llrl", rows),
+        ]
     figs = []
     hz = sf.data.get("horizon")
     if hz:
@@ -192,10 +261,22 @@ def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool 
             rows.append([a.label, b.label, *(tables.delta(d) for d in ds), ds[-1].verdict])
             curves.append(delta_curve(st, a, b))
         short = st.get(hz["pairs"][0]["short"][0], "horizon").steps
-        md += ["", f"## The horizon ({max(steps)} steps, the same schedule shape)", "",
-               *tables.markdown(["setting", "vs", f"Δ at {short} steps (own runs)",
-                                 *(f"Δ at {x}" for x in steps), f"verdict at {steps[-1]}"],
-                                "ll" + "r" * (len(steps) + 1) + "l", rows)]
+        md += [
+            "",
+            f"## The horizon ({max(steps)} steps, the same schedule shape)",
+            "",
+            *tables.markdown(
+                [
+                    "setting",
+                    "vs",
+                    f"Δ at {short} steps (own runs)",
+                    *(f"Δ at {x}" for x in steps),
+                    f"verdict at {steps[-1]}",
+                ],
+                "ll" + "r" * (len(steps) + 1) + "l",
+                rows,
+            ),
+        ]
         figs = plots.deltas(curves, f"optimizer step ({max(steps)}-step runs)", out / "horizon.png")
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables.md").write_text("\n".join(md) + "\n")
@@ -207,6 +288,6 @@ def delta_curve(st: Study, a: Setting, b: Setting) -> runs.DeltaCurve:
     steps = sorted(set.intersection(*[set(ca[s]) & set(cb[s]) for s in st.seeds]))
     d = np.array([[ca[s][t] - cb[s][t] for t in steps] for s in st.seeds])
     std = d.std(axis=0, ddof=1) if len(d) > 1 else np.zeros(len(steps))
-    return runs.DeltaCurve(a.optimizer, f"{a.label} − {b.label}", np.array(steps), d.mean(axis=0), std, len(d))
-
-
+    return runs.DeltaCurve(
+        a.optimizer, f"{a.label} − {b.label}", np.array(steps), d.mean(axis=0), std, len(d)
+    )

@@ -67,8 +67,12 @@ def load(path: Path, kinds: dict[str, tuple[str, ...]]) -> StudyFile:
     sf = StudyFile(path, data)
     check_keys(sf, data, (*COMMON, *kinds[kind]), "")
     seeds = data.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool)
-                                                      for s in seeds) and len(set(seeds)) == len(seeds)):
+    if not (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        and len(set(seeds)) == len(seeds)
+    ):
         raise sf.error("seeds", f"{seeds!r}: give a list of distinct whole numbers, e.g. [0, 1, 2]")
     overrides = data.get("overrides") or []
     if not isinstance(overrides, list):

@@ -52,6 +52,7 @@ def verdict(mean: float, std: float, n: int) -> str:
 @dataclass
 class Paired:
     """a − b paired by seed."""
+
     seeds: list[int]
     diffs: list[float]
 

@@ -61,6 +61,8 @@ def delta(d: Paired, digits: int = 4) -> str:
 
 def markdown(header: list[str], align: str, rows: list[list]) -> list[str]:
     """A markdown table: `align` has one letter per column, 'l' (---) or 'r' (---:)."""
-    return ["| " + " | ".join(header) + " |",
-            "|" + "".join("---|" if a == "l" else "---:|" for a in align),
-            *["| " + " | ".join(str(c) for c in row) + " |" for row in rows]]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "".join("---|" if a == "l" else "---:|" for a in align),
+        *["| " + " | ".join(str(c) for c in row) + " |" for row in rows],
+    ]

@@ -61,6 +61,7 @@ class Variant:
 @dataclass(frozen=True)
 class Spec:
     """One planned run."""
+
     variant: Variant
     lr: float
     seed: int
@@ -115,19 +116,33 @@ def read(sf: StudyFile) -> tuple[Grid, list[Variant]]:
             raise sf.error(f"variants.{vid}", str(e)) from None
         centre = v.get("lr", cfg.get("lr"))
         if centre is None:
-            raise sf.error(f"variants.{vid}.lr", f"configs/optimizer/{opt}.yaml has no lr: state the centre lr")
+            raise sf.error(
+                f"variants.{vid}.lr", f"configs/optimizer/{opt}.yaml has no lr: state the centre lr"
+            )
         alt = v.get("alternative")
         if alt is not None:
             if not (isinstance(alt, dict) and len(alt) == 1):
-                raise sf.error(f"variants.{vid}.alternative", f"{alt!r}: give one key and value, e.g. {{q: 0.1}}")
+                raise sf.error(
+                    f"variants.{vid}.alternative", f"{alt!r}: give one key and value, e.g. {{q: 0.1}}"
+                )
             alt = (str(next(iter(alt))), float(next(iter(alt.values()))))
             if cfg.get(alt[0]) is not None and float(cfg[alt[0]]) == alt[1]:
                 raise sf.error(f"variants.{vid}.alternative", f"{alt[0]}={alt[1]} is the config's own value")
         base = v.get("baseline")
         if base is not None and base not in raw:
             raise sf.error(f"variants.{vid}.baseline", f"{base!r} is not a variant of this study")
-        variants.append(Variant(vid, opt, str(v["experiment"]), batch, float(centre), base, alt,
-                                str(v.get("label") or rundir.optimizer_label(opt))))
+        variants.append(
+            Variant(
+                vid,
+                opt,
+                str(v["experiment"]),
+                batch,
+                float(centre),
+                base,
+                alt,
+                str(v.get("label") or rundir.optimizer_label(opt)),
+            )
+        )
     return Grid(seed, factors, ext), variants
 
 
@@ -240,16 +255,27 @@ def plan_study(sf: StudyFile, composer) -> tuple[list[launch.Run], list[str]]:
     out = []
     for spec in plan.specs:
         v = spec.variant
-        ov = [f"experiment={v.experiment}", f"optimizer={v.optimizer}", f"seed={spec.seed}",
-              f"optimizer.lr={spec.lr!r}"]
+        ov = [
+            f"experiment={v.experiment}",
+            f"optimizer={v.optimizer}",
+            f"seed={spec.seed}",
+            f"optimizer.lr={spec.lr!r}",
+        ]
         if spec.alt:
             ov.append(f"optimizer.{spec.alt[0]}={spec.alt[1]!r}")
         ov += [f"batch.global_seqs={v.batch}", f"batch.name=b{v.batch}", *sf.overrides]
         run_dir = sf.folder / spec.name
         cfg = composer(ov)
         cfg["run_dir"] = launch.display_path(run_dir)
-        out.append(launch.Run(run_dir, [*ov, f"run_dir={cfg['run_dir']}"], int(cfg["train"]["steps"]), cfg,
-                              f"{v.id} seed={spec.seed} ({spec.setting()}, phase {spec.phase})"))
+        out.append(
+            launch.Run(
+                run_dir,
+                [*ov, f"run_dir={cfg['run_dir']}"],
+                int(cfg["train"]["steps"]),
+                cfg,
+                f"{v.id} seed={spec.seed} ({spec.setting()}, phase {spec.phase})",
+            )
+        )
     return out, plan.pending
 
 
@@ -275,11 +301,18 @@ class Results:
                 missing.append(f"  {spec.name}: {why}")
                 continue
             rec = rundir.last_record(d)
-            self.val[spec.key], self.record[spec.key], self.status[spec.key] = float(rec["val_loss"]), rec, "done"
+            self.val[spec.key], self.record[spec.key], self.status[spec.key] = (
+                float(rec["val_loss"]),
+                rec,
+                "done",
+            )
         if plan.pending or missing:
-            raise runs.RunError(f"the study in {folder} is not finished: " + "; ".join(plan.pending)
-                                + ("\n" + "\n".join(missing) if missing else "")
-                                + "\nRun it (python scripts/run_study.py <study.yaml>) to finish it")
+            raise runs.RunError(
+                f"the study in {folder} is not finished: "
+                + "; ".join(plan.pending)
+                + ("\n" + "\n".join(missing) if missing else "")
+                + "\nRun it (python scripts/run_study.py <study.yaml>) to finish it"
+            )
 
     def centre(self, v: Variant) -> tuple[float, None]:
         return lr_value(v.centre, 1.0), None
@@ -321,12 +354,37 @@ def table_at(r: Results, pick) -> list[str]:
             d = r.delta(v, pick(v), base, pick(base))
             d_text, verdict = f"{tables.delta(d)} vs {base.label}", d.verdict
         lr, alt = pick(v)
-        times = [r.record[(v.id, lr, s, alt)]["time_s"] for s in r.seeds
-                 if r.status.get((v.id, lr, s, alt)) == "done"]
-        rows.append([v.label, v.batch, setting_text(v, pick(v)), tables.over_seeds(list(finals.values())),
-                     len(finals), d_text, verdict, f"{np.mean(times):.0f}" if times else "n/a"])
-    return tables.markdown(["Variant", "B", head, "Final val loss (mean ± std)", "Seeds",
-                            "Δ vs baseline (paired, mean ± std)", "Verdict", "Train time (s)"], "lrlrrrlr", rows)
+        times = [
+            r.record[(v.id, lr, s, alt)]["time_s"]
+            for s in r.seeds
+            if r.status.get((v.id, lr, s, alt)) == "done"
+        ]
+        rows.append(
+            [
+                v.label,
+                v.batch,
+                setting_text(v, pick(v)),
+                tables.over_seeds(list(finals.values())),
+                len(finals),
+                d_text,
+                verdict,
+                f"{np.mean(times):.0f}" if times else "n/a",
+            ]
+        )
+    return tables.markdown(
+        [
+            "Variant",
+            "B",
+            head,
+            "Final val loss (mean ± std)",
+            "Seeds",
+            "Δ vs baseline (paired, mean ± std)",
+            "Verdict",
+            "Train time (s)",
+        ],
+        "lrlrrrlr",
+        rows,
+    )
 
 
 def table_grid(r: Results) -> list[str]:
@@ -338,11 +396,25 @@ def table_grid(r: Results) -> list[str]:
         for f in factors:
             lr = next((x for x in c.grid if abs(x / v.centre - f) < 1e-6), None)
             x = None if lr is None else r.val.get((v.id, lr, r.grid.seed, None))
-            cells.append("" if lr is None else "…" if x is None else "diverged" if not math.isfinite(x)
-                         else f"**{x:.4f}**" if lr == c.best_lr else f"{x:.4f}")
-        rows.append([v.label, v.batch, fmt_lr(v.centre), *cells, "n/a" if c.best_lr is None else fmt_lr(c.best_lr)])
-    return tables.markdown(["Variant", "B", "paper lr", *map(fmt_factor, factors), "best lr"],
-                           "lrr" + "r" * len(factors) + "r", rows)
+            cells.append(
+                ""
+                if lr is None
+                else "…"
+                if x is None
+                else "diverged"
+                if not math.isfinite(x)
+                else f"**{x:.4f}**"
+                if lr == c.best_lr
+                else f"{x:.4f}"
+            )
+        rows.append(
+            [v.label, v.batch, fmt_lr(v.centre), *cells, "n/a" if c.best_lr is None else fmt_lr(c.best_lr)]
+        )
+    return tables.markdown(
+        ["Variant", "B", "paper lr", *map(fmt_factor, factors), "best lr"],
+        "lrr" + "r" * len(factors) + "r",
+        rows,
+    )
 
 
 def default_value(r: Results, v: Variant, key: str):
@@ -361,16 +433,46 @@ def table_alternatives(r: Results) -> list[str]:
             continue
         (key, value), s0 = v.alternative, r.grid.seed
         d0, a0 = r.val.get((v.id, c.best_lr, s0, None)), r.val.get((v.id, c.best_lr, s0, v.alternative))
-        diff = (f"{a0 - d0:+.4f}" if None not in (a0, d0) and math.isfinite(a0) and math.isfinite(d0) else "n/a")
+        diff = (
+            f"{a0 - d0:+.4f}" if None not in (a0, d0) and math.isfinite(a0) and math.isfinite(d0) else "n/a"
+        )
         default = f"{key} {fmt_num(default_value(r, v, key))}"
         chosen = {None: "…", True: f"{key} {fmt_num(value)}", False: default}[c.alt_won]
-        both = (tables.over_seeds(list(r.finals(v, (c.best_lr, None)).values())),
-                tables.over_seeds(list(r.finals(v, (c.best_lr, v.alternative)).values())) if c.alt_won else "—")
-        rows.append([v.label, v.batch, fmt_lr(c.best_lr), default, fmt(d0), f"{key} {fmt_num(value)}", fmt(a0),
-                     diff, chosen, *both])
-    return tables.markdown(["Variant", "B", "best lr", "default", "seed 0", "alternative", "seed 0",
-                            "Δ (alt − default), seed 0", "chosen", "default, all seeds",
-                            "alternative, all seeds"], "lrrlrlrrlrr", rows)
+        both = (
+            tables.over_seeds(list(r.finals(v, (c.best_lr, None)).values())),
+            tables.over_seeds(list(r.finals(v, (c.best_lr, v.alternative)).values())) if c.alt_won else "—",
+        )
+        rows.append(
+            [
+                v.label,
+                v.batch,
+                fmt_lr(c.best_lr),
+                default,
+                fmt(d0),
+                f"{key} {fmt_num(value)}",
+                fmt(a0),
+                diff,
+                chosen,
+                *both,
+            ]
+        )
+    return tables.markdown(
+        [
+            "Variant",
+            "B",
+            "best lr",
+            "default",
+            "seed 0",
+            "alternative",
+            "seed 0",
+            "Δ (alt − default), seed 0",
+            "chosen",
+            "default, all seeds",
+            "alternative, all seeds",
+        ],
+        "lrrlrlrrlrr",
+        rows,
+    )
 
 
 def table_timing(r: Results) -> list[str]:
@@ -385,31 +487,82 @@ def table_timing(r: Results) -> list[str]:
     rows = []
     for (passes, batch), recs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
         times = [x["time_s"] for x in recs]
-        rows.append([passes, batch, len(recs), f"{np.median(times):.0f}", f"{min(times):.0f}–{max(times):.0f}",
-                     f"{np.median([x.get('wall_s', math.nan) for x in recs]):.0f}",
-                     f"{np.median([1000 * x['time_s'] / x['step'] for x in recs]):.0f}"])
-    return tables.markdown(["Gradient passes / step", "B", "Runs", "Train s (median)", "Train s (min–max)",
-                            "Loop s incl. evaluation (median)", "ms / step (median)"], "rrrrrrr", rows)
+        rows.append(
+            [
+                passes,
+                batch,
+                len(recs),
+                f"{np.median(times):.0f}",
+                f"{min(times):.0f}–{max(times):.0f}",
+                f"{np.median([x.get('wall_s', math.nan) for x in recs]):.0f}",
+                f"{np.median([1000 * x['time_s'] / x['step'] for x in recs]):.0f}",
+            ]
+        )
+    return tables.markdown(
+        [
+            "Gradient passes / step",
+            "B",
+            "Runs",
+            "Train s (median)",
+            "Train s (min–max)",
+            "Loop s incl. evaluation (median)",
+            "ms / step (median)",
+        ],
+        "rrrrrrr",
+        rows,
+    )
 
 
-CSV_FIELDS = ["run", "optimizer", "label", "batch_seqs", "lr", "lr_factor", "seed", "alt_key", "alt_value",
-              "phase", "status", "final_val_loss", "steps", "tokens", "grad_evals", "time_s", "wall_s",
-              "paper_setting", "best_setting"]
+CSV_FIELDS = [
+    "run",
+    "optimizer",
+    "label",
+    "batch_seqs",
+    "lr",
+    "lr_factor",
+    "seed",
+    "alt_key",
+    "alt_value",
+    "phase",
+    "status",
+    "final_val_loss",
+    "steps",
+    "tokens",
+    "grad_evals",
+    "time_s",
+    "wall_s",
+    "paper_setting",
+    "best_setting",
+]
 
 
 def csv_rows(r: Results) -> list[dict]:
     rows = []
     for spec in r.plan.specs:
         v, rec, val = spec.variant, r.record.get(spec.key) or {}, r.val.get(spec.key)
-        rows.append(dict(
-            run=spec.name, optimizer=v.optimizer, label=v.label, batch_seqs=v.batch, lr=spec.lr,
-            lr_factor=round(spec.lr / v.centre, 4), seed=spec.seed, alt_key=spec.alt[0] if spec.alt else "",
-            alt_value=spec.alt[1] if spec.alt else "", phase=spec.phase, status=r.status.get(spec.key, "missing"),
-            final_val_loss="" if val is None or not math.isfinite(val) else round(val, 5),
-            steps=rec.get("step", ""), tokens=rec.get("tokens", ""), grad_evals=rec.get("grad_evals", ""),
-            time_s=rec.get("time_s", ""), wall_s=rec.get("wall_s", ""),
-            paper_setting=int((spec.lr, spec.alt) == r.centre(v)),
-            best_setting=int((spec.lr, spec.alt) == r.best(v))))
+        rows.append(
+            dict(
+                run=spec.name,
+                optimizer=v.optimizer,
+                label=v.label,
+                batch_seqs=v.batch,
+                lr=spec.lr,
+                lr_factor=round(spec.lr / v.centre, 4),
+                seed=spec.seed,
+                alt_key=spec.alt[0] if spec.alt else "",
+                alt_value=spec.alt[1] if spec.alt else "",
+                phase=spec.phase,
+                status=r.status.get(spec.key, "missing"),
+                final_val_loss="" if val is None or not math.isfinite(val) else round(val, 5),
+                steps=rec.get("step", ""),
+                tokens=rec.get("tokens", ""),
+                grad_evals=rec.get("grad_evals", ""),
+                time_s=rec.get("time_s", ""),
+                wall_s=rec.get("wall_s", ""),
+                paper_setting=int((spec.lr, spec.alt) == r.centre(v)),
+                best_setting=int((spec.lr, spec.alt) == r.best(v)),
+            )
+        )
     return rows
 
 
@@ -431,10 +584,13 @@ def draw(sf: StudyFile, r: Results, out: Path) -> list[Path]:
         if len(curves) < 2:
             continue
         n = sorted({len(c.seeds) for c in curves})
-        subtitle = (f"{runs.select(cfg, 'model.name')} model, {runs.select(cfg, 'data.name')} data, "
-                    f"B={vs[0].batch} x {runs.select(cfg, 'data.seq_len')} tokens, "
-                    f"{runs.select(cfg, 'train.steps')} steps; each at its best lr (× paper): "
-                    + ", ".join(settings) + f"; mean ± std over {'/'.join(map(str, n))} seeds")
+        subtitle = (
+            f"{runs.select(cfg, 'model.name')} model, {runs.select(cfg, 'data.name')} data, "
+            f"B={vs[0].batch} x {runs.select(cfg, 'data.seq_len')} tokens, "
+            f"{runs.select(cfg, 'train.steps')} steps; each at its best lr (× paper): "
+            + ", ".join(settings)
+            + f"; mean ± std over {'/'.join(map(str, n))} seeds"
+        )
         paths += plots.comparison(curves, str(fig.get("title") or name), subtitle, out / f"{name}.png")
     panels: dict[tuple, list] = {}
     for v in r.variants:
@@ -442,8 +598,11 @@ def draw(sf: StudyFile, r: Results, out: Path) -> list[Path]:
         pts = [(lr / v.centre, r.val.get((v.id, lr, r.grid.seed, None))) for lr in r.plan.choices[v.id].grid]
         line = (v.optimizer, v.label, [(f, x) for f, x in pts if x is not None and math.isfinite(x)])
         panels.setdefault((base.label, v.batch), []).append(line)
-    paths += plots.lr_grid([(f"{b} and its variants, B={batch}", lines) for (b, batch), lines in panels.items()],
-                           f"Learning-rate grid, final val. loss at seed {r.grid.seed}", out / "lr_grid.png")
+    paths += plots.lr_grid(
+        [(f"{b} and its variants, B={batch}", lines) for (b, batch), lines in panels.items()],
+        f"Learning-rate grid, final val. loss at seed {r.grid.seed}",
+        out / "lr_grid.png",
+    )
     return paths
 
 
@@ -453,8 +612,9 @@ def _unknown(sf: StudyFile, name: str, vid: str):
 
 def results_of(sf: StudyFile) -> Results:
     grid, variants = read(sf)
-    return Results(grid, sf.seeds, variants, make_plan(grid, sf.seeds, variants, read_outcome(sf.folder)),
-                   sf.folder)
+    return Results(
+        grid, sf.seeds, variants, make_plan(grid, sf.seeds, variants, read_outcome(sf.folder)), sf.folder
+    )
 
 
 def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool = False) -> dict:
@@ -468,13 +628,29 @@ def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool 
         w.writeheader()
         w.writerows(csv_rows(r))
     s0 = r.grid.seed
-    md = [f"# {sf.title}", "",
-          "## At the papers' hyperparameters", "", *table_at(r, r.centre), "",
-          "## Each at its best (lr, and β/q if the alternative won)", "", *table_at(r, r.best), "",
-          f"## Learning-rate grid (final validation loss, seed {s0}; bold: the best)", "", *table_grid(r), "",
-          "## β / q (at the best lr)", "", *table_alternatives(r), "",
-          "## Timing", "", *table_timing(r), ""]
+    md = [
+        f"# {sf.title}",
+        "",
+        "## At the papers' hyperparameters",
+        "",
+        *table_at(r, r.centre),
+        "",
+        "## Each at its best (lr, and β/q if the alternative won)",
+        "",
+        *table_at(r, r.best),
+        "",
+        f"## Learning-rate grid (final validation loss, seed {s0}; bold: the best)",
+        "",
+        *table_grid(r),
+        "",
+        "## β / q (at the best lr)",
+        "",
+        *table_alternatives(r),
+        "",
+        "## Timing",
+        "",
+        *table_timing(r),
+        "",
+    ]
     (out / "tables.md").write_text("\n".join(md))
     return dict(figures=figs, tables=[out / "tables.md", out / "summary.csv"], markdown="\n".join(md))
-
-

@@ -180,18 +180,10 @@ def config_diff(a: dict, b: dict) -> list[str]:
 
 
 def state(run: Run) -> None:
-    """Set run.status (done | diverged | resume | new) and run.detail; LaunchError when the directory holds
-    a run of another config, or a summary with nothing to resume from."""
+    """Set run.status (done | diverged | resume | new) and run.detail. A finished run is kept as it is; an
+    unfinished one whose directory holds a run of another config is a LaunchError (resuming it would mix two
+    runs), and so is a summary with metrics that do not match it and nothing to resume from."""
     d = run.run_dir
-    old = rundir.read_config(d)
-    if old is not None and run.config is not None:
-        diff = config_diff(old, run.config)
-        if diff:
-            raise LaunchError(
-                f"{display_path(d)} holds a run with a different config than planned for "
-                f"{run.label or run.name}: " + "; ".join(diff[:6]) + ". Use another results "
-                "folder, or delete that directory to start it over."
-            )
     try:
         reason = rundir.diverged(d)
     except ValueError as e:
@@ -200,10 +192,21 @@ def state(run: Run) -> None:
         run.status, run.detail = "diverged", reason
         return
     ok, why = rundir.completion(d, run.steps)
-    latest = d / rundir.CKPT / "LATEST"
     if ok:
         run.status, run.detail = "done", ""
-    elif latest.exists():
+        return
+    old = rundir.read_config(d)
+    if old is not None and run.config is not None:
+        diff = config_diff(old, run.config)
+        if diff:
+            raise LaunchError(
+                f"{display_path(d)} holds a run with a different config than planned for "
+                f"{run.label or run.name}: "
+                + "; ".join(diff[:6])
+                + ". Use another results folder, or delete that directory to start it over."
+            )
+    latest = d / rundir.CKPT / "LATEST"
+    if latest.exists():
         rec = rundir.last_record(d)
         run.status = "resume"
         run.detail = f"from {latest.read_text().strip()}" + (

@@ -1,4 +1,4 @@
-"""scripts/sweep.py and the launcher under it (study/figures.py's plan, study/launch.py, study/cli.py): the plan
+"""scripts/sweep.py and the launcher under it (study/figures.py, study/launch.py, study/cli.py): the plan
 (figure.optimizers expanded, shared runs deduplicated, batches scaled), the commands it prints, run states,
 and, through the real train.py on CPU, that it skips completed runs, resumes an interrupted one, and names a
 failed one in a non-zero exit. An experiment config a user adds joins no default plan."""
@@ -82,7 +82,7 @@ def test_dry_run_prints_the_deduplicated_commands(tmp_path, data_dir, capsys):
 
 
 def test_an_added_experiment_joins_no_default_plan(tmp_path, monkeypatch):
-    """A user's configs/experiment/<mine>.yaml with a figure of its own: the default plan stays the papers'."""
+    """A configs/experiment/<mine>.yaml with a figure of its own: the default plan stays the papers'."""
     mine = rundir.CONFIGS / "experiment" / "zz_mine_test.yaml"
     mine.write_text("# @package _global_\nfigure:\n  name: zz_mine_test\n  title: mine\n"
                     "  optimizers: [muon, muon_mvr1]\n")

@@ -10,6 +10,8 @@
     plots    the figure style and the figures (a comparison of settings, Δ curves, an lr grid)
     tables   number formats and markdown tables
     spec     a study file (YAML): what it may hold, read and checked before any work
+    compare  any finished runs (any experiment, any optimizer): seed-averaged figure and table
+    cli      the launch options and scheduler modes the command lines share, and the launch loop
     figures, tuned, settings
              the three kinds of study (docs in each module), each planning its runs from the study file
              and the finished runs, and writing tables with numbers only

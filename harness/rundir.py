@@ -1,6 +1,6 @@
 """The run-directory contract: what a training run leaves on disk, and how every script reads it.
 
-One run is one directory (scripts/sweep.py names it ``<optimizer>_b<global_seqs>_s<seed>``, see
+One run is one directory (the study engine, study/figures.py, names it ``<optimizer>_b<global_seqs>_s<seed>``, see
 `run_name`). Rank 0 of train.py is the only writer; every other rank writes only its optimizer shard
 under ``ckpt/``. The files:
 
@@ -19,7 +19,7 @@ under ``ckpt/``. The files:
     ckpt/           step_XXXXXX/ checkpoints and LATEST
 
 Configs (``configs/`` at the repository root) are read here without Hydra where the scripts need a fact from
-them: the optimizers and their display labels, the figure experiments and the batch each one selects.
+them: the optimizers and their display labels, an experiment's figure and the batch it selects.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ LOG = "train.log"
 STATUS_COMPLETED, STATUS_DIVERGED = "completed", "diverged"  # summary.json "status"
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# The papers' two global batches (sequences) -> the role the scripts' --large-batch / --small-batch replace.
-BATCH_ROLES = {512: "large", 128: "small"}
+# The papers' five figures (configs/experiment/<name>.yaml): what scripts/sweep.py runs by default. A list, not
+# a search of configs/experiment/, so that an experiment a user adds joins no plan or figure by itself.
+PAPER_FIGURES = ("fig1", "fig2", "fig3", "fig4", "muon_mvr")
 
 
 # ----------------------------------------------------------------------------- naming
@@ -228,7 +229,7 @@ def read_summary(run_dir) -> dict | None:
     return out
 
 
-def _load_yaml(path: Path) -> dict:
+def load_yaml(path: Path) -> dict:
     from omegaconf import OmegaConf  # Hydra's own YAML reading (e.g. 1e-3 is a float), no interpolation
 
     out = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
@@ -238,7 +239,7 @@ def _load_yaml(path: Path) -> dict:
 def read_config(run_dir) -> dict | None:
     """``run_dir/config.yaml`` (the resolved config train.py ran with) as a plain dict; None if absent."""
     path = Path(run_dir) / CONFIG
-    return _load_yaml(path) if path.exists() else None
+    return load_yaml(path) if path.exists() else None
 
 
 def diverged(run_dir) -> str | None:
@@ -303,7 +304,7 @@ def optimizer_config(name: str) -> dict:
         raise ValueError(
             f"unknown optimizer {name!r}: {path} does not exist; choose one of {', '.join(optimizer_names())}"
         )
-    return _load_yaml(path)
+    return load_yaml(path)
 
 
 def optimizer_label(name: str) -> str:
@@ -325,17 +326,7 @@ def experiment_config(name: str) -> dict:
             f"unknown experiment {name!r}: {path} does not exist; choose one of "
             f"{', '.join(_stems('experiment'))}"
         )
-    return _load_yaml(path)
-
-
-def figure_experiments() -> list[str]:
-    """The experiments that are paper figures: a `figure.optimizers` of two or more, not the quick start."""
-    out = []
-    for name in _stems("experiment"):
-        figure = experiment_config(name).get("figure") or {}
-        if name != "quickstart" and len(figure.get("optimizers") or []) >= 2:
-            out.append(name)
-    return out
+    return load_yaml(path)
 
 
 def _default_group(cfg: dict, group: str) -> str | None:
@@ -355,14 +346,14 @@ def experiment_batch(experiment: str) -> int:
     path = CONFIGS / "experiment" / f"{experiment}.yaml"
     own = (cfg.get("batch") or {}).get("global_seqs")
     if own is None:
-        choice = _default_group(cfg, "batch") or _default_group(_load_yaml(CONFIGS / "config.yaml"), "batch")
+        choice = _default_group(cfg, "batch") or _default_group(load_yaml(CONFIGS / "config.yaml"), "batch")
         batch_path = CONFIGS / "batch" / f"{choice}.yaml"
         if choice is None or not batch_path.is_file():
             raise ValueError(
                 f"{path}: selects batch config {choice!r}, but {batch_path} does not exist; "
                 f"choose one of {', '.join(_stems('batch'))}"
             )
-        own, path = _load_yaml(batch_path).get("global_seqs"), batch_path
+        own, path = load_yaml(batch_path).get("global_seqs"), batch_path
     if not isinstance(own, int) or isinstance(own, bool):
         raise ValueError(f"{path}: global_seqs is {own!r}; it must be a whole number of sequences")
     return own

@@ -56,17 +56,16 @@ import os
 import platform
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import rundir
-from harness.provenance import git_sha
-
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, from a plain checkout too
+from harness import rundir  # noqa: E402
+from harness.provenance import git_sha  # noqa: E402
+from study import REPO, launch  # noqa: E402
 
 BASELINE = "muon"
 OPTIMIZER_RUNS = ("muon", "muon_mvr1", "gluon", "gluon_mvr1")
@@ -120,15 +119,6 @@ class Row:
 
 
 # ----------------------------------------------------------------------------- pieces
-def hydra_value(value) -> str:
-    """A value safe inside a Hydra command-line override: anything beyond [A-Za-z0-9_.+-/] (a glob's `*`,
-    a space) is double-quoted, which Hydra reads as a plain string."""
-    s = str(value)
-    if re.fullmatch(r"[\w.+\-/]*", s):
-        return s
-    return '"' + s.replace('"', '\\"') + '"'
-
-
 def torch_version() -> str:
     try:
         return importlib.metadata.version("torch")
@@ -189,59 +179,12 @@ def ensure_data(data_dir: Path, vocab: int, train_tokens: int, val_tokens: int,
     return str(train_glob), str(val_glob)
 
 
-_EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)(?::.*)?)$")
-
-
-def last_error_line(text: str) -> str:
-    """The error a failed process died of: the last `SomeError: message` line (also torchrun's `[rankN]:`
-    lines), else the last non-empty line of its output."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        m = _EXCEPTION_LINE.match(ln)
-        if m:
-            return m.group(1)
-    return lines[-1] if lines else "(no output)"
-
-
-def _tail(path: Path, n_bytes: int = 65536) -> str:
-    with open(path, "rb") as f:
-        f.seek(max(0, f.seek(0, os.SEEK_END) - n_bytes))
-        return f.read().decode("utf-8", "replace")
-
-
 def run_process(argv: list[str], log_path: Path, timeout: float) -> tuple[int, float, str | None]:
-    """Run argv in the repository root, stdout+stderr to log_path. (exit code, wall s, error or None)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    with open(log_path, "w") as log:
-        log.write("$ " + shlex.join(argv) + "\n")
-        log.flush()
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own process group: a timeout ends all of it
-        try:
-            rc = proc.wait(timeout=timeout)
-        except BaseException as e:  # the timeout, or Ctrl-C here: end the whole process group we started
-            _stop(proc)
-            if not isinstance(e, subprocess.TimeoutExpired):
-                raise
-            return -1, time.perf_counter() - t0, (f"timed out after {timeout:.0f} s (--timeout); see "
-                                                  f"{log_path}, or raise --timeout / lower --steps")
-    wall = time.perf_counter() - t0
-    return rc, wall, (None if rc == 0 else last_error_line(_tail(log_path)))
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """One process through the launcher (study/launch.py run_one): (exit code, wall s, error or None)."""
+    rc, wall, error = launch.run_one(argv, log_path, timeout)
+    if rc == -1:
+        error = f"{error}; raise --timeout or lower --steps"
+    return rc, wall, error
 
 
 def execute(run: Run, timeout: float) -> Row:
@@ -274,7 +217,7 @@ def run_gpu_tests(out: Path, timeout: float, smoke: bool) -> dict:
     argv = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
     log = out / "pytest_gpu.log"
     rc, wall, error = run_process(argv, log, timeout)
-    lines = [ln.strip() for ln in _tail(log).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in launch.tail(log).splitlines() if ln.strip()]
     tally = re.compile(r"\d+ (passed|failed|skipped|deselected|errors?|xfailed|xpassed)")
     result = next((ln.strip("= ") for ln in reversed(lines) if tally.search(ln)), lines[-1] if lines else "")
     ok = rc == 0
@@ -291,14 +234,10 @@ def run_gpu_tests(out: Path, timeout: float, smoke: bool) -> dict:
 # ----------------------------------------------------------------------------- the plan
 def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
     """The runs of the check, in order: the four optimizers, then experiment=fig1 as shipped."""
-    if args.nproc > 1:  # the same as `torchrun --standalone --nproc_per_node=N`, without relying on PATH
-        head = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={args.nproc}", "train.py"]
-    else:
-        head = [sys.executable, "train.py"]
     mode = SMOKE if args.smoke else GPU
     global_seqs = SMOKE["global_seqs"] if args.smoke else 512  # batch=b512 (fig1 selects b512 too)
-    common = [f"data.train_files={hydra_value(train_glob)}", f"data.val_files={hydra_value(val_glob)}",
+    common = [f"data.train_files={launch.hydra_value(train_glob)}",
+              f"data.val_files={launch.hydra_value(val_glob)}",
               # one global batch: divisible by micro_seqs x ranks whatever micro-batch the trainer picks
               f"data.val_tokens={global_seqs * mode['seq_len']}",
               f"train.steps={args.steps}", "train.val_every=0", "train.ckpt_every=0", "resume=never"]
@@ -326,7 +265,8 @@ def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
         else:
             ov = [f"optimizer={name}", *opt_size]
             note = "" if args.smoke else "gpt124m b512 compiled"
-        runs.append(Run(name, [*head, *ov, *common, f"run_dir={hydra_value(run_dir)}"], run_dir, note))
+        argv = launch.train_argv([*ov, *common, f"run_dir={launch.hydra_value(run_dir)}"], args.nproc)
+        runs.append(Run(name, argv, run_dir, note))
     return runs
 
 

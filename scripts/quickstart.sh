@@ -15,5 +15,5 @@ for opt in muon muon_mvr1; do
         $PY train.py experiment=quickstart optimizer="$opt" train.log_every=25 run_dir="runs/quickstart/${opt}_s0"
     fi
 done
-$PY scripts/plot_runs.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 --out runs/quickstart/loss.png
-echo "[quickstart] done in $(( $(date +%s) - start )) s: runs/quickstart/{muon_s0,muon_mvr1_s0}/metrics.jsonl, runs/quickstart/loss.{png,pdf}"
+$PY scripts/compare.py runs/quickstart/muon_s0 runs/quickstart/muon_mvr1_s0 --out runs/quickstart/loss
+echo "[quickstart] done in $(( $(date +%s) - start )) s: runs/quickstart/{muon_s0,muon_mvr1_s0}/metrics.jsonl, runs/quickstart/loss.{png,pdf,md}"

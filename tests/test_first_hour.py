@@ -14,7 +14,6 @@ from trainer_utils import REPO, compose_cfg, small_run_overrides, write_test_sha
 
 import train
 from harness.config import ConfigError, check_command_line
-from scripts import plot_runs
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +112,16 @@ def test_short_run_and_finished_rerun_log_lines(tmp_path, data_dir):
 
 
 # ----------------------------------------------------------------------------- the quick-start plot
-def test_the_plot_range_holds_every_evaluation_and_smooths_training():
-    steps = range(1, 251)
-    rec = [dict(step=s, train_loss=10.8 * 0.98 ** s + 5 + 0.3 * (-1) ** s,
-                **({"val_loss": 10.8 * 0.98 ** s + 5} if s % 50 == 0 else {})) for s in steps]
-    lo, hi = plot_runs.y_range([rec])
-    assert hi >= rec[49]["val_loss"]  # the first evaluation (step 50) is inside the range
-    smooth = plot_runs.smoothed([r["train_loss"] for r in rec], plot_runs.train_window(rec))
-    assert abs(smooth[100:200] - [10.8 * 0.98 ** s + 5 for s in range(101, 201)]).max() < 0.05
+def test_the_plot_range_holds_every_evaluation_after_the_first_tenth():
+    """The quick start's plot (scripts/compare.py, study/plots.py): the first evaluations run off the top
+    instead of flattening the curves; every evaluation after the first tenth of the run is in range."""
+    import numpy as np
+
+    from study import plots, runs
+
+    steps = np.arange(10, 251, 10)
+    val = 10.8 * 0.98 ** steps + 5
+    curve = runs.Curve("muon", "Muon", [0], steps, steps * 2048.0, steps * 0.5, val, np.zeros(len(steps)),
+                       val[None, :])
+    lo, hi = plots.y_limits([curve])
+    assert lo < val.min() and hi >= val[steps >= 25].max() and hi < val[0]

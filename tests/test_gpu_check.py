@@ -13,6 +13,7 @@ import pytest
 
 from harness import rundir
 from scripts import gpu_check
+from study import launch
 
 REPO = gpu_check.REPO
 DASH = gpu_check.MISSING
@@ -103,9 +104,9 @@ def test_last_error_line_picks_the_exception_not_torchruns_trailer():
            "[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB.\n"
            "E1124 child process failed\n" + "=" * 40 + "\nRoot Cause (first observed failure):\n" + "=" * 40)
     oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.53 GiB."
-    assert gpu_check.last_error_line(out) == oom
-    assert gpu_check.last_error_line("Error executing job\nkilled\n\n") == "killed"
-    assert gpu_check.last_error_line("") == "(no output)"
+    assert launch.last_error_line(out) == oom
+    assert launch.last_error_line("Error executing job\nkilled\n\n") == "killed"
+    assert launch.last_error_line("") == "(no output)"
 
 
 def test_a_failing_command_is_a_row_with_its_last_error_line(tmp_path):
@@ -132,7 +133,7 @@ def test_exit_0_without_a_completed_summary_is_a_failure(tmp_path):
 def test_timeout_and_stale_run_dir_are_failure_rows(tmp_path):
     slow = gpu_check.execute(gpu_check.Run("a", [sys.executable, "-c", "import time; time.sleep(60)"],
                                            tmp_path / "a"), timeout=1)
-    assert not slow.ok and slow.error.startswith("timed out after 1 s")
+    assert not slow.ok and slow.error.startswith("timed out after 1 s") and "raise --timeout" in slow.error
     stale = gpu_check.execute(gpu_check.Run("a", [sys.executable, "-c", "pass"], tmp_path / "a"), timeout=60)
     assert not stale.ok and "already exists" in stale.error and stale.rc is None
 

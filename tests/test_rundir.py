@@ -190,8 +190,8 @@ def test_optimizers_and_their_labels():
     assert rundir.optimizer_label("renamed_since") == "renamed_since"
 
 
-def test_figure_experiments_and_their_batches():
-    assert rundir.figure_experiments() == ["fig1", "fig2", "fig3", "fig4", "muon_mvr"]
+def test_paper_figures_and_their_batches():
+    assert rundir.PAPER_FIGURES == ("fig1", "fig2", "fig3", "fig4", "muon_mvr")
     assert rundir.experiment_batch("fig1") == 512  # override /batch: b512
     assert rundir.experiment_batch("fig2") == 128  # override /batch: b128
     assert rundir.experiment_batch("quickstart") == 16  # b128, but it sets batch.global_seqs itself
@@ -203,5 +203,5 @@ def test_figure_experiments_and_their_batches():
 def test_experiment_batch_agrees_with_hydra():
     from trainer_utils import compose_cfg
 
-    for name in [*rundir.figure_experiments(), "quickstart"]:
+    for name in [*rundir.PAPER_FIGURES, "quickstart"]:
         assert rundir.experiment_batch(name) == compose_cfg([f"experiment={name}"]).batch.global_seqs, name

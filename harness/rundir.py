@@ -1,8 +1,8 @@
 """The run-directory contract: what a training run leaves on disk, and how every script reads it.
 
-One run is one directory (the study engine, study/figures.py, names it ``<optimizer>_b<global_seqs>_s<seed>``, see
-`run_name`). Rank 0 of train.py is the only writer; every other rank writes only its optimizer shard
-under ``ckpt/``. The files:
+One run is one directory (the study engine, study/figures.py, names it
+``<optimizer>_b<global_seqs>_s<seed>``, see `run_name`). Rank 0 of train.py is the only writer; every
+other rank writes only its optimizer shard under ``ckpt/``. The files:
 
     config.yaml     the resolved Hydra config, written once when the run starts (`read_config`)
     metrics.jsonl   one JSON object per optimizer step, appended as the step finishes (`append_metrics`):
@@ -37,8 +37,8 @@ LOG = "train.log"
 STATUS_COMPLETED, STATUS_DIVERGED = "completed", "diverged"  # summary.json "status"
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# The papers' five figures (configs/experiment/<name>.yaml): what scripts/sweep.py runs by default. A list, not
-# a search of configs/experiment/, so that an experiment a user adds joins no plan or figure by itself.
+# The papers' five figures (configs/experiment/<name>.yaml): what scripts/sweep.py runs by default. A list,
+# not a search of configs/experiment/, so that an experiment a user adds joins no plan or figure by itself.
 PAPER_FIGURES = ("fig1", "fig2", "fig3", "fig4", "muon_mvr")
 
 

@@ -56,7 +56,7 @@ def test_constrained_gluon_in_float64():
 
 def test_constrained_is_a_switch_on_every_gluon_config():
     for opt in ("gluon_constrained", "gluon_mvr1", "gluon_mvr2"):
-        extra = [] if opt == "gluon_constrained" else ["optimizer.constrained=true"]
+        extra = [] if opt == "gluon_constrained" else ["+optimizer.constrained=true"]
         cfg = compose_cfg([f"optimizer={opt}", *extra])
         built = train.build_optimizer(cfg.optimizer, train.StandIn())
         assert all(g["constrained"] for g in built.param_groups if g["lmo"] != "adamw"), opt

@@ -16,8 +16,9 @@ import pytest
 import yaml
 from matplotlib.text import Text
 from PIL import Image
+from trainer_utils import compose_cfg
 
-import optim
+import train
 from harness import rundir
 from scripts import compare as compare_cli
 from scripts import run_study
@@ -39,9 +40,10 @@ VARIANTS = list(
 
 
 def passes(opt: str) -> int:
-    """Gradient passes a step, as the trainer counts them: two for a reference gradient on another batch
-    or at other parameters."""
-    return 2 if rundir.optimizer_config(opt)["reference"] in optim.TWO_PASS_SOURCES else 1
+    """Gradient passes a step, as the trainer counts them (the optimizer the config builds): two for a
+    reference gradient on another batch or at other parameters."""
+    built = train.build_optimizer(compose_cfg([f"optimizer={opt}"]).optimizer, train.StandIn())
+    return built.grad_evals_per_step
 
 
 def final_val(opt: str, batch: int, seed: int) -> float:

@@ -63,7 +63,7 @@ def fake_run(
     complete: bool = True,
 ) -> None:
     """A run directory as train.py leaves it: metrics with val_loss every 2 steps ending at `val`, a summary,
-    and (optionally) the config make_figures reads."""
+    and (optionally) the config.yaml that study/runs.py reads."""
     d.mkdir(parents=True)
     last = steps if complete else steps - 1
     lines = []

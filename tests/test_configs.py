@@ -1,9 +1,9 @@
 """Every optimizer x batch x experiment config composes; bad configs give errors that name the key."""
 
 import pytest
+from helpers.trainer_utils import OPTIMIZERS, compose_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
-from trainer_utils import OPTIMIZERS, compose_cfg
 
 import train
 from harness.batching import micro_batch_size

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from trainer_utils import REPO, compose_cfg, read_metrics
+from helpers.trainer_utils import REPO, compose_cfg, read_metrics
 
 from data import text
 from data.shards import EOT, find_shards, read_shard

@@ -5,8 +5,8 @@ values, a cut-short metrics line, signals to the torchrun agent, and workers out
 Each fault is compared with an uninterrupted run record by record (train_loss, val_loss where
 present, lr, tokens, grad_evals), bit for bit where the number of ranks is unchanged.
 
-Subprocess runs go through tests/fault_train.py, which is `python train.py` with faults injected at
-exact steps (see its docstring); train.py itself is not changed for the tests. Runs of one kind are
+Subprocess runs go through tests/helpers/fault_train.py, which is `python train.py` with faults injected
+at exact steps (see its docstring); train.py itself is not changed for the tests. Runs of one kind are
 compared only with runs of the same kind (subprocess with subprocess at OMP_NUM_THREADS=1, in-process
 with in-process), since a different thread count may change float sums in the last bit.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_utils import (
+from helpers.trainer_utils import (
     REPO,
     VOCAB,
     Crash,
@@ -43,7 +43,7 @@ from trainer_utils import (
 import train
 from harness import rundir
 
-WRAPPER = Path(__file__).with_name("fault_train.py")
+WRAPPER = Path(__file__).parent / "helpers" / "fault_train.py"
 STEPS = 8  # small_run_overrides: checkpoints and validation at steps 3, 6 and 8
 OPT1 = "muon_mvr1"  # single-process runs: one gradient pass a step
 OPT2 = "gluon_mvr2"  # two-rank runs: two passes a step, look-ahead gradient kept in the optimizer state
@@ -162,8 +162,8 @@ def gone(pid: int) -> bool:
 
 
 class Job:
-    """One `python tests/fault_train.py ...` (nproc=0) or `torchrun --nproc_per_node=nproc` launch with
-    faults from FAULT_* variables; output in <tmp>/<name>/output.txt, the wrapper's files beside it."""
+    """One `python tests/helpers/fault_train.py ...` (nproc=0) or `torchrun --nproc_per_node=nproc` launch
+    with faults from FAULT_* variables; output in <tmp>/<name>/output.txt, the wrapper's files beside it."""
 
     def __init__(self, tmp: Path, name: str, args: list[str], nproc: int = 0, launcher_args=(),
                  **faults) -> None:

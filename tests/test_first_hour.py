@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from trainer_utils import REPO, compose_cfg, small_run_overrides, write_test_shards
+from helpers.trainer_utils import REPO, compose_cfg, small_run_overrides, write_test_shards
 
 import train
 from harness.config import ConfigError, check_command_line

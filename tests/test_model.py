@@ -132,7 +132,7 @@ def test_gpt124m_yaml_is_gptconfigs_defaults():
 
 # ----------------------------------------------------------------------------- model.* in the trainer
 def test_each_model_config_builds_its_architecture():
-    from trainer_utils import compose_cfg
+    from helpers.trainer_utils import compose_cfg
 
     import train
     from model_track3 import Track3Config, Track3GPT
@@ -161,7 +161,7 @@ def test_each_model_config_builds_its_architecture():
     (["model.tie_embeddings=maybe"], r"model\.tie_embeddings='maybe' is invalid"),
 ])
 def test_bad_model_keys_are_config_errors_naming_the_key(overrides, message):
-    from trainer_utils import compose_cfg
+    from helpers.trainer_utils import compose_cfg
 
     import train
 
@@ -193,7 +193,7 @@ def test_configs_saved_with_model_arch_read_as_model_target():
     """Run folders and checkpoints written before model.* named its class (model.arch) compare equal to
     today's config of the same model: a committed proxy run against its config composed today."""
     import yaml
-    from trainer_utils import compose_cfg
+    from helpers.trainer_utils import compose_cfg
 
     from harness.checkpoint import config_changes
     from harness.config import with_model_target

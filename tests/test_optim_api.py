@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-import optim_workers as W  # noqa: E402
 import pytest
 import torch
+from helpers import optim_workers as W
 from torch import nn
 
 from optim import GluonMVR, MuonMVR, build_param_groups, check_coverage  # noqa: E402

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-import optim_workers as W  # noqa: E402
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import optim_workers as W
 
 STEPS = 4
 RESUME = [
@@ -98,7 +98,7 @@ def test_load_sharded_state_dicts_rejects_an_incomplete_set() -> None:
 @pytest.mark.slow
 @pytest.mark.dist
 def test_teardown_after_step_never_aborts() -> None:
-    """The gloo teardown reproducer (tests/teardown_repro.py) exits cleanly every time. Before the fix
+    """The gloo teardown reproducer (tests/helpers/teardown_repro.py) exits cleanly every time. Before the fix
     (collective buffers kept alive by the optimizer) about 1 run in 4-8 aborted with SIGABRT; the closing
     note of the fix records 0 of 40. Runs = $TEARDOWN_RUNS (default 4), launched concurrently."""
     import subprocess
@@ -108,7 +108,7 @@ def test_teardown_after_step_never_aborts() -> None:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           os.path.join(repo, "tests", "teardown_repro.py")]
+           os.path.join(repo, "tests", "helpers", "teardown_repro.py")]
     procs = [subprocess.Popen(cmd + (["--drop-optimizer"] if i % 2 else []), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(runs)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]

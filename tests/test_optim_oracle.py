@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import zlib
 
-import optim_workers as W
 import pytest
 import torch
+from helpers import optim_workers as W
 
 from optim.oracle import oracle_run  # noqa: E402
 

@@ -52,7 +52,7 @@ def _block(tag: str, lang: str) -> str:
 def test_a_preset_with_a_new_hyperparameter_is_its_module_and_its_yaml(tmp_path) -> None:
     """The README's preset: the module and the yaml, written as printed outside the repository, train by
     the printed command (hydra.searchpath); a misspelled key is refused with the class's closest keys."""
-    from trainer_utils import small_run_overrides, write_test_shards
+    from helpers.trainer_utils import small_run_overrides, write_test_shards
 
     (tmp_path / "my_optimizers.py").write_text(_block("preset-module", "python"))
     (tmp_path / "my_configs" / "optimizer").mkdir(parents=True)
@@ -77,7 +77,7 @@ def test_a_preset_with_a_new_hyperparameter_is_its_module_and_its_yaml(tmp_path)
 def test_registered_estimator_trains_through_a_config(tmp_path, monkeypatch) -> None:
     """A module that only registers an estimator, named in optimizer.plugins, trained by
     optim.ShardedOptimizer with estimator=<its name>, with no trainer edit."""
-    from trainer_utils import compose_cfg, small_run_overrides, write_test_shards
+    from helpers.trainer_utils import compose_cfg, small_run_overrides, write_test_shards
 
     import train
 

@@ -201,7 +201,7 @@ def test_paper_figures_and_their_batches():
 
 
 def test_experiment_batch_agrees_with_hydra():
-    from trainer_utils import compose_cfg
+    from helpers.trainer_utils import compose_cfg
 
     for name in [*rundir.PAPER_FIGURES, "quickstart"]:
         assert rundir.experiment_batch(name) == compose_cfg([f"experiment={name}"]).batch.global_seqs, name

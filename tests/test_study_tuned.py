@@ -356,7 +356,7 @@ def test_report_refuses_an_unfinished_study(tmp_path, capsys):
 # ----------------------------------------------------------------------------- through train.py
 @pytest.mark.slow
 def test_toy_study_runs_resumes_and_reports(tmp_path, capsys):
-    from trainer_utils import small_run_overrides, write_test_shards
+    from helpers.trainer_utils import small_run_overrides, write_test_shards
 
     data = write_test_shards(tmp_path / "data")
     extra = ["model=tiny", "data=synthetic"] + [

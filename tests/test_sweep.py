@@ -12,7 +12,7 @@ import shutil
 import sys
 
 import pytest
-from trainer_utils import (
+from helpers.trainer_utils import (
     Crash,
     compose_cfg,
     crash_after_checkpoint,

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from trainer_utils import compose_cfg, small_run_overrides, write_test_shards
+from helpers.trainer_utils import compose_cfg, small_run_overrides, write_test_shards
 
 import train
 from data.loader import TrainLoader
@@ -310,7 +310,7 @@ def test_a_small_track3_run_trains_and_resumes_exactly(tmp_path, data_dir):
     over = [o for o in small_run_overrides(tmp_path / "a", data_dir, "track3_muon", steps=6, **extra)]
     whole = train.train(compose_cfg(over))
     assert whole["completed"] and math.isfinite(whole["final_val_loss"])
-    from trainer_utils import Crash, crash_after_checkpoint
+    from helpers.trainer_utils import Crash, crash_after_checkpoint
 
     cut = [o.replace(str(tmp_path / "a"), str(tmp_path / "b")) for o in over]
     with crash_after_checkpoint(3), pytest.raises(Crash):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from trainer_utils import (
+from helpers.trainer_utils import (
     OPTIMIZERS,
     REPO,
     Crash,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_utils import REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
+from helpers.trainer_utils import REPO, compose_cfg, read_metrics, small_run_overrides, write_test_shards
 
 import train
 from harness import batching, distributed, metrics

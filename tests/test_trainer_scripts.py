@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from trainer_utils import REPO
+from helpers.trainer_utils import REPO
 
 from scripts import compare
 from study import plots

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from trainer_utils import compose_cfg
+from helpers.trainer_utils import compose_cfg
 
 import train
 from data.shards import ShardError, check_ids

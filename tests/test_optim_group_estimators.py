@@ -2,11 +2,11 @@
 embedding (and the reverse), through a group's own ``variant`` (the trainer's ``optimizer.groups``). In
 float64 each group follows exactly the run of its own estimator; 2 gloo ranks equal 1 process."""
 
-import optim_workers as W
 import pytest
 import torch
 import torch.multiprocessing as mp
-from trainer_utils import compose_cfg
+from helpers import optim_workers as W
+from helpers.trainer_utils import compose_cfg
 
 import train
 from optim import ShardedOptimizer

@@ -1,4 +1,5 @@
-"""The harness itself: offline environment, network guard, importable top-level modules."""
+"""The test environment itself (conftest.py): offline environment, network guard, importable top-level
+modules."""
 
 import importlib
 import os

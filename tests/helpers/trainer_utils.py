@@ -9,7 +9,7 @@ from harness import rundir
 from harness.config import compose_config
 from harness.rundir import read_metrics  # noqa: F401  (the trainer tests read runs the way the scripts do)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OPTIMIZERS = rundir.optimizer_names()
 
 

@@ -5,8 +5,8 @@ their own step; the config composes and trains."""
 import math
 
 import torch
+from helpers.trainer_utils import compose_cfg
 from torch import nn
-from trainer_utils import compose_cfg
 
 import train
 from optim import GluonMVR, build_param_groups, newton_schulz

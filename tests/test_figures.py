@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers.trainer_utils import compose_cfg
 from matplotlib.text import Text
 from PIL import Image
-from trainer_utils import compose_cfg
 
 import train
 from harness import rundir

@@ -18,9 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parents[1])
-)  # the repository root, also from a plain checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, from a plain checkout
 from study import runs  # noqa: E402
 from study.compare import compare  # noqa: E402
 

@@ -31,9 +31,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parents[1])
-)  # the repository root, also from a plain checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, from a plain checkout
 from harness import rundir  # noqa: E402
 from study import cli, figures, launch, spec  # noqa: E402
 

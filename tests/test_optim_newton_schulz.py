@@ -55,9 +55,12 @@ def test_batched_equals_one_by_one(shape: tuple[int, int], dtype: torch.dtype, a
 
 
 def test_transpose_equivariance_and_scale_invariance() -> None:
-    G = torch.randn(9, 4, dtype=torch.float64)
+    """Scale invariance holds up to the normalisation's eps (X / (‖X‖_F + 1e-7)): relative 1e-7 / ‖G‖_F,
+    which five iterations amplify to ~1e-8 absolute, above allclose's default atol on entries near 0."""
+    G = torch.randn(9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(newton_schulz(G.T, dtype=torch.float64), newton_schulz(G, dtype=torch.float64).T)
-    assert torch.allclose(newton_schulz(1000 * G, dtype=torch.float64), newton_schulz(G, dtype=torch.float64))
+    scaled, plain = newton_schulz(1000 * G, dtype=torch.float64), newton_schulz(G, dtype=torch.float64)
+    assert torch.allclose(scaled, plain, atol=1e-6)
 
 
 def test_default_dtype_and_errors() -> None:

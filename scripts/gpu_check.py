@@ -1,15 +1,20 @@
 """One acceptance command for a GPU machine: the gpu tests, then short GPT-124M runs, then one table.
 
-    python scripts/gpu_check.py                     # one GPU: about 8 minutes on an H100, 10 at most
+    python scripts/gpu_check.py --quick             # one GPU, about 4.4 minutes: five runs, no tests
+    python scripts/gpu_check.py                     # one GPU, about 7.4 minutes: the tests and six runs
     python scripts/gpu_check.py --nproc 8           # the same runs under torchrun --standalone x 8
-    python scripts/gpu_check.py --smoke             # the same plumbing on a CPU at tiny sizes (< 1 min)
+    python scripts/gpu_check.py --quick --plan      # print the plan and its estimate, run nothing
+    python scripts/gpu_check.py --smoke [--quick]   # the same plumbing on a CPU at tiny sizes (< 1 min)
 
 What it does, in order:
-  1. writes synthetic GPT-2-vocabulary shards (data/synthetic.py) into --data (default
-     data_cache/gpu_check; the smoke's own 512-token vocabulary goes to data_cache/gpu_check_smoke)
-     unless they are already there;
-  2. runs the gpu-marked tests, `pytest -m gpu -q` (skipped under --smoke unless --tests run);
-  3. launches one `python train.py ...` process per run (torchrun with --nproc > 1), one after the other,
+  1. prints the plan: each step with its estimated minutes on one H100 from a cold start (`plan`, from
+     the costs below) and the total, and refuses to start (exit 2) when the total is over --budget-min
+     (default 5 with --quick, 10 without; none under --smoke), so that a short allocation is never
+     overrun silently;
+  2. writes synthetic GPT-2-vocabulary shards (data/synthetic.py) into --data (default
+     <out>/scratch/data; the smoke's own 512-token vocabulary) unless they are already there;
+  3. runs the gpu-marked tests, `pytest -m gpu -q` (skipped under --quick and --smoke unless --tests run);
+  4. launches one `python train.py ...` process per run (torchrun with --nproc > 1), one after the other,
      each in its own run directory <out>/<run>, its stdout and stderr in <out>/<run>/launcher.out:
         muon, muon_mvr1, gluon, gluon_mvr1    model=gpt124m batch=b512 optimizer=<name> compile=true
                                               data.seq_len=1024 (the papers' 512 x 1024 tokens per step)
@@ -18,32 +23,47 @@ What it does, in order:
         eager64                               muon, model=gpt124m batch=b512 compile=false
                                               batch.micro_seqs=64: the memory of the eager path; a peak of
                                               40 GiB or more fails the run (the target is well under it)
-     all on the synthetic shards with train.steps=12 train.val_every=0 train.ckpt_every=0 and a validation
-     set of one global batch (only the end-of-run validation and checkpoint are done);
-  4. prints the table and saves it as <out>/gpu_check.md (markdown) and <out>/gpu_check.json:
-     run, median ms/step after the timing warm-up (train.timing_warmup steps), data tokens/s, processed
-     tokens/s (two-pass optimizers process 2x the data tokens), MFU, peak GiB, and data tokens/s relative
-     to muon's; the header line names the date, GPU, torch version and git SHA. The numbers are read from
-     each run's summary.json (rundir.read_summary); a number the trainer did not write shows as "–".
+     all on the synthetic shards with train.steps=12 (--quick: 5) train.val_every=0 train.ckpt_every=0
+     and a validation set of one global batch (only the end-of-run validation and checkpoint are done;
+     the checkpoint is deleted once the run's summary is read). --quick leaves out gluon (the one-pass
+     Gluon costs what muon does) and the gpu tests;
+  5. prints each run's table row as it finishes and rewrites the table after every run, so a check cut
+     short (Ctrl-C, or SIGTERM from `timeout` or a scheduler: exit 130) still leaves the rows it finished,
+     as <out>/gpu_check.md (markdown) and <out>/gpu_check.json: run, median ms/step after the timing
+     warm-up (train.timing_warmup steps), data tokens/s, processed tokens/s (two-pass optimizers process
+     2x the data tokens), MFU, peak GiB, and data tokens/s relative to muon's; the header line names the
+     date, GPU, torch version and git SHA; below the table, each step's estimated and actual minutes. The
+     numbers are read from each run's summary.json (rundir.read_summary); a number the trainer did not
+     write shows as "–".
 
---smoke runs the same five runs with model=tiny model.vocab_size=512 device=cpu compile=false, a global
+Everything the check writes is under --out (default runs/gpu_check/<YYYYmmdd-HHMMSS>, new each time), so
+that folder can be copied back whole: the table, the pytest log and each run's directory (config, metrics,
+summary, train.log, launcher.out: a few hundred KiB in all). The bulky files live in <out>/scratch and are
+deleted when the check ends (--keep-scratch keeps them): the synthetic shards, torch.compile's caches
+(TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR point there instead of /tmp and ~/.triton, which also makes
+every check start from the cold caches the estimate assumes) and pytest's temporary files. Only Python's
+bytecode (__pycache__ beside the sources) is written elsewhere.
+
+--smoke runs the same runs with model=tiny model.vocab_size=512 device=cpu compile=false, a global
 batch of 8 x 64 tokens and 3 steps (the small vocabulary keeps each process to a few seconds on a CPU);
-tests/test_gpu_check.py runs it, so the plumbing is exercised by every test run.
+tests/test_gpu_check.py runs `--smoke --quick`, so the plumbing is exercised by every test run.
 
 A run that fails (out of memory, a config error, a crash, --timeout) becomes a row carrying the last line of
 its error, the remaining runs still go ahead, and the script exits 1 at the end; a failed or all-skipped
-gpu test step also makes it exit 1. Exit 2: it could not start (no CUDA without --smoke, unusable --out or
---data). Ctrl-C stops the current run, saves the table so far and exits 130. The default --out,
-runs/gpu_check/<YYYYmmdd-HHMMSS>, is new each time; a run directory that already holds files is refused
-(a failure row) rather than resumed or read.
+gpu test step also makes it exit 1. Exit 2: it could not start (the plan is over --budget-min, no CUDA
+without --smoke, unusable --out or --data). A run directory that already holds files is refused (a failure
+row) rather than resumed or read.
 
-Time on one H100 (an estimate from earlier measurements; the total is printed at the end): GPT-124M at
-B=512 x 1024 takes ~1.1 s/step compiled with a one-pass optimizer (muon, muon_mvr1, gluon), ~2.2 s with a
-two-pass one (gluon_mvr1, fig1), ~2.4 s eager; torch.compile costs ~1 min the first time per
-model/optimizer (later processes reuse inductor's cache), fig1's micro-batch probe a few seconds, and each
-process adds ~15 s of start-up, final validation and checkpoint. So: gpu tests ~1 min, muon/muon_mvr1/gluon
-~1.5 min each, gluon_mvr1 and fig1 ~1 min each (cache warm), eager64 ~1 min: ~9 min in all. Lower --steps
-(at least train.timing_warmup + 1 = 3) if a slower GPU runs over.
+The estimate (`GPU_COSTS`; the plan prints each term): the step times on one H100 measured on 2026-11-22
+(results/README.md, "GPU (GPT-124M, one H100)": 1.11 s a step compiled with a one-pass optimizer, 2.23 s
+with a two-pass one, 2.39 s eager), plus per process ~15 s of start-up, final validation and checkpoint,
+~5 s for the micro-batch probe of a compiled run, and torch.compile: ~60 s for the first compiled process
+(cold caches), ~20 s for each later one (the same model and micro-batch: inductor's caches are warm).
+With the default 12 steps: gpu tests ~1 min, muon ~1.6 min, muon_mvr1 and gluon ~0.9 min each, gluon_mvr1
+and fig1 ~1.1 min each, eager64 ~0.7 min, set-up ~0.1 min: ~7.4 min in all; with --quick's 5 steps
+(median over the 3 after the warm-up): muon 1.4 min, muon_mvr1 0.8, gluon_mvr1 and fig1 0.9 each,
+eager64 0.4, set-up 0.1: ~4.4 min. Lower --steps (at least
+train.timing_warmup + 1 = 3) if a slower GPU runs over.
 """
 
 from __future__ import annotations
@@ -56,6 +76,8 @@ import os
 import platform
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -70,14 +92,44 @@ from study import REPO, launch  # noqa: E402
 BASELINE = "muon"
 OPTIMIZER_RUNS = ("muon", "muon_mvr1", "gluon", "gluon_mvr1")
 RUN_NAMES = (*OPTIMIZER_RUNS, "fig1", "eager64")
+QUICK_RUNS = ("muon", "muon_mvr1", "gluon_mvr1", "fig1", "eager64")  # gluon: a one-pass run like muon
 EAGER_TARGET_GIB = 40.0  # issue target: the figure configs' micro-batch of 64 in eager mode, well under this
 MISSING = "–"  # what a number the summary does not hold prints as
 
-GPU = dict(steps=12, seq_len=1024, data="data_cache/gpu_check", vocab=50257, train_tokens=8_000_000,
-           val_tokens=1_100_000, timeout=420, tests_timeout=600)
-SMOKE = dict(steps=3, seq_len=64, global_seqs=8, data="data_cache/gpu_check_smoke", vocab=512,
-             train_tokens=200_000, val_tokens=20_000, timeout=180, tests_timeout=300)
+# What runs: the full check and --quick (steps, the gpu test step, the budget the plan must fit, in minutes)
+FULL = dict(name="full", runs=RUN_NAMES, steps=12, tests=True, budget_min=10.0, timeout=420)
+QUICK = dict(name="quick", runs=QUICK_RUNS, steps=5, tests=False, budget_min=5.0, timeout=240)
+# At what size: GPT-124M on a GPU, or the tiny CPU smoke (its own steps, no budget)
+GPU = dict(seq_len=1024, global_seqs=512, vocab=50257, train_tokens=8_000_000, val_tokens=1_100_000,
+           tests_timeout=600)
+SMOKE = dict(steps=3, seq_len=64, global_seqs=8, vocab=512, train_tokens=200_000, val_tokens=20_000,
+             timeout=180, tests_timeout=300)
 DATA_MARKER = "gpu_check_data.json"  # what the data directory was made with (vocabulary and sizes)
+SCRATCH = "scratch"  # <out>/scratch: shards, compile caches, pytest's files; deleted at the end
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What the plan's estimate is made of, in seconds."""
+
+    step_s: dict  # run name -> seconds per optimizer step on one device
+    process_s: float  # start-up, final validation and checkpoint of one train.py process
+    compile_cold_s: float  # torch.compile in the first compiled process (empty caches)
+    compile_warm_s: float  # torch.compile in a later one (the same model and micro-batch: cache hits)
+    probe_s: float  # the micro-batch probe of a run with max_micro_seqs=auto on CUDA
+    tests_s: float  # `pytest -m gpu -q`
+    setup_s: float  # the device query, git and the synthetic shards
+
+
+# One H100. Step times: the measurements of 2026-11-22 (results/README.md, "GPU (GPT-124M, one H100)");
+# eager64 takes the eager micro-32 row, the nearest measured. The per-process costs: earlier runs (docstring).
+GPU_COSTS = Costs(step_s=dict(muon=1.114, muon_mvr1=1.121, gluon=1.119, gluon_mvr1=2.232, fig1=2.232,
+                              eager64=2.394),
+                  process_s=15.0, compile_cold_s=60.0, compile_warm_s=20.0, probe_s=5.0, tests_s=60.0,
+                  setup_s=5.0)
+# The CPU smoke (tiny model, shared 2-core machine): start-up dominates; no compile, no probe.
+SMOKE_COSTS = Costs(step_s=dict.fromkeys(RUN_NAMES, 0.3), process_s=10.0, compile_cold_s=0.0,
+                    compile_warm_s=0.0, probe_s=0.0, tests_s=60.0, setup_s=2.0)
 
 COLUMNS = ("run", "ms/step", "data tok/s", "processed tok/s", "MFU", "peak GiB", f"vs {BASELINE}", "setup",
            "status")
@@ -179,22 +231,36 @@ def ensure_data(data_dir: Path, vocab: int, train_tokens: int, val_tokens: int,
     return str(train_glob), str(val_glob)
 
 
-def run_process(argv: list[str], log_path: Path, timeout: float) -> tuple[int, float, str | None]:
+def child_env(scratch: Path) -> dict:
+    """The environment of every process the check starts: the launcher's (unbuffered output), with
+    torch.compile's caches (inductor's, and the Triton kernels') in the scratch folder under --out rather
+    than in /tmp and ~/.triton: nothing lands outside --out, and each check starts from cold caches, as
+    the plan's estimate assumes."""
+    return launch.environment(extra=dict(TORCHINDUCTOR_CACHE_DIR=str(scratch / "inductor"),
+                                         TRITON_CACHE_DIR=str(scratch / "triton")))
+
+
+def run_process(argv: list[str], log_path: Path, timeout: float,
+                env: dict | None = None) -> tuple[int, float, str | None]:
     """One process through the launcher (study/launch.py run_one): (exit code, wall s, error or None)."""
-    rc, wall, error = launch.run_one(argv, log_path, timeout)
+    rc, wall, error = launch.run_one(argv, log_path, timeout, env)
     if rc == -1:
         error = f"{error}; raise --timeout or lower --steps"
     return rc, wall, error
 
 
-def execute(run: Run, timeout: float) -> Row:
-    """Launch one run and read its summary; a failure becomes a row with the error's last line."""
+def execute(run: Run, timeout: float, env: dict | None = None) -> Row:
+    """Launch one run and read its summary; a failure becomes a row with the error's last line. The run's
+    checkpoint (a GB or more for GPT-124M) is deleted afterwards: the check needs only its summary."""
     row = Row(run.name, str(run.run_dir), shlex.join(run.argv), note=run.note)
     if run.run_dir.exists() and any(run.run_dir.iterdir()):
         row.error = (f"{run.run_dir} already exists from an earlier check; pass a new --out (or delete that "
                      f"directory) so that stale results are not read")
         return row
-    row.rc, wall, error = run_process(run.argv, run.run_dir / "launcher.out", timeout)
+    try:
+        row.rc, wall, error = run_process(run.argv, run.run_dir / launch.LAUNCHER_LOG, timeout, env)
+    finally:  # a run stopped by SIGTERM writes a checkpoint before it exits: that one goes too
+        launch.drop_ckpt(run.run_dir)
     row.wall_s = round(wall, 1)
     if error is None:
         try:
@@ -212,11 +278,13 @@ def execute(run: Run, timeout: float) -> Row:
     return row
 
 
-def run_gpu_tests(out: Path, timeout: float, smoke: bool) -> dict:
-    """`pytest -m gpu -q` in the repository. On a GPU, tests that all skip are a failure."""
-    argv = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
+def run_gpu_tests(out: Path, timeout: float, smoke: bool, env: dict | None = None) -> dict:
+    """`pytest -m gpu -q` in the repository, its temporary files under <out>/scratch. On a GPU, tests that
+    all skip are a failure."""
+    argv = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+            f"--basetemp={out / SCRATCH / 'pytest'}"]
     log = out / "pytest_gpu.log"
-    rc, wall, error = run_process(argv, log, timeout)
+    rc, wall, error = run_process(argv, log, timeout, env)
     lines = [ln.strip() for ln in launch.tail(log).splitlines() if ln.strip()]
     tally = re.compile(r"\d+ (passed|failed|skipped|deselected|errors?|xfailed|xpassed)")
     result = next((ln.strip("= ") for ln in reversed(lines) if tally.search(ln)), lines[-1] if lines else "")
@@ -233,9 +301,10 @@ def run_gpu_tests(out: Path, timeout: float, smoke: bool) -> dict:
 
 # ----------------------------------------------------------------------------- the plan
 def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
-    """The runs of the check, in order: the four optimizers, then experiment=fig1 as shipped."""
+    """The runs of the check (args.runs, in RUN_NAMES order): the optimizers, then experiment=fig1 as
+    shipped, then the eager memory run."""
     mode = SMOKE if args.smoke else GPU
-    global_seqs = SMOKE["global_seqs"] if args.smoke else 512  # batch=b512 (fig1 selects b512 too)
+    global_seqs = mode["global_seqs"]  # GPU: batch=b512 (fig1 selects b512 too)
     common = [f"data.train_files={launch.hydra_value(train_glob)}",
               f"data.val_files={launch.hydra_value(val_glob)}",
               # one global batch: divisible by micro_seqs x ranks whatever micro-batch the trainer picks
@@ -250,9 +319,7 @@ def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
                     "device=cuda"]
         fig_size = ["device=cuda"]
     runs = []
-    for name in RUN_NAMES:
-        if args.runs and name not in args.runs:
-            continue
+    for name in args.runs:
         run_dir = out / name
         if name == "fig1":
             ov = ["experiment=fig1", *fig_size]
@@ -261,13 +328,67 @@ def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
             micro = 2 if args.smoke else 64  # divides the per-rank batch for every allowed --nproc
             eager = [o for o in opt_size if not o.startswith("compile=")] + ["compile=false"]
             ov = [f"optimizer={BASELINE}", *eager, f"batch.micro_seqs={micro}"]
-            note = f"eager, micro {micro}" + ("" if args.smoke else f" (target < {EAGER_TARGET_GIB:g} GiB)")
+            note = "" if args.smoke else f"target < {EAGER_TARGET_GIB:g} GiB"  # micro, eager: summary
         else:
             ov = [f"optimizer={name}", *opt_size]
             note = "" if args.smoke else "gpt124m b512 compiled"
         argv = launch.train_argv([*ov, *common, f"run_dir={launch.hydra_value(run_dir)}"], args.nproc)
         runs.append(Run(name, argv, run_dir, note))
     return runs
+
+
+@dataclass
+class Planned:
+    """One step of the plan: its estimated seconds (and what they are made of), then what it took."""
+
+    name: str
+    est_s: float
+    terms: str
+    took_s: float | None = None
+
+
+def plan(args) -> list[Planned]:
+    """The check's steps with their estimated seconds (`Costs`): the set-up, the gpu tests if they run,
+    then each run. The first compiled run pays the cold compile, later ones the warm one; steps take
+    1/nproc of one device's time (ideal scaling)."""
+    c = SMOKE_COSTS if args.smoke else GPU_COSTS
+    items = [Planned("setup", c.setup_s, "device query, git, synthetic shards")]
+    if args.run_tests:
+        items.append(Planned("gpu tests", c.tests_s, "pytest -m gpu -q"))
+    compiled_before = False
+    for name in args.runs:
+        step = c.step_s[name] / args.nproc
+        secs, terms = c.process_s + args.steps * step, [f"{c.process_s:.0f} s start-up"]
+        if not args.smoke and name != "eager64":  # compiled and probed (eager64: compile=false, micro 64)
+            compile_s = c.compile_warm_s if compiled_before else c.compile_cold_s
+            secs += compile_s + c.probe_s
+            terms += [f"{compile_s:.0f} s compile ({'warm' if compiled_before else 'cold'})",
+                      f"{c.probe_s:.0f} s probe"]
+            compiled_before = True
+        terms.append(f"{args.steps} steps x {step:.3g} s")
+        items.append(Planned(name, secs, " + ".join(terms)))
+    return items
+
+
+def format_plan(items: list[Planned], budget_min: float | None, where: str) -> str:
+    """The plan as lines: each step's estimated minutes and terms, then the total against the budget."""
+    total = sum(i.est_s for i in items)
+    width = max(len(i.name) for i in items)
+    lines = [f"plan ({where}):"]
+    lines += [f"  {i.name:<{width}}  {i.est_s / 60:4.1f} min  {i.terms}" for i in items]
+    budget = f" (budget {budget_min:g} min)" if budget_min is not None else " (no budget)"
+    lines.append(f"  {'total':<{width}}  {total / 60:4.1f} min{budget}")
+    return "\n".join(lines)
+
+
+def over_budget(items: list[Planned], budget_min: float | None) -> str | None:
+    """The refusal when the plan's estimate is over the budget, else None."""
+    total_min = sum(i.est_s for i in items) / 60
+    if budget_min is None or total_min <= budget_min:
+        return None
+    return (f"the plan's estimate, {total_min:.1f} min, is over --budget-min {budget_min:g}: lower --steps "
+            f"(at least 3), leave runs out (--runs), skip the gpu tests (--tests skip), or raise "
+            f"--budget-min if the allocation is longer")
 
 
 # ----------------------------------------------------------------------------- the table
@@ -331,29 +452,71 @@ def format_table(rows: list[Row]) -> str:
 
 def header_line(info: dict) -> str:
     what = "CPU smoke check" if info["smoke"] else "GPU acceptance check"
+    if info.get("profile") == "quick":
+        what += " (--quick)"
     return (f"{what} {info['date']} · device {info['device']} · torch {info['torch']} · git {info['git']}"
             + (f" · {info['nproc']} processes per run" if info["nproc"] > 1 else ""))
 
 
-def format_report(info: dict, tests: dict | None, rows: list[Row], total_s: float) -> str:
+def format_plan_table(items: list[Planned]) -> str:
+    """Estimated against actual minutes of each step of the plan, and in all."""
+    def minutes(s):
+        return MISSING if s is None else f"{s / 60:.1f}"
+
+    lines = ["| step | estimated min | actual min | estimate from |", "|---|---:|---:|---|"]
+    lines += [f"| {i.name} | {minutes(i.est_s)} | {minutes(i.took_s)} | {_md_cell(i.terms)} |" for i in items]
+    done = [i.took_s for i in items if i.took_s is not None]
+    lines.append(f"| total | {minutes(sum(i.est_s for i in items))} | {minutes(sum(done) if done else None)} "
+                 f"| |")
+    return "\n".join(lines)
+
+
+def format_report(info: dict, tests: dict | None, rows: list[Row], total_s: float,
+                  items: list[Planned] | None = None, pending: int = 0) -> str:
+    """The report: header, how to read the table, the test step, the table, the plan against the actual
+    times, and the verdict; `pending` runs still to come make the verdict a partial one."""
     if tests is None:
-        test_line = "gpu tests (`pytest -m gpu -q`): skipped" + (" (--smoke)" if info["smoke"] else "")
+        why = " (--smoke)" if info["smoke"] else " (--quick)" if info.get("profile") == "quick" else ""
+        test_line = "gpu tests (`pytest -m gpu -q`): skipped" + why
     else:
         test_line = (f"gpu tests (`pytest -m gpu -q`): {'ok' if tests['ok'] else 'FAILED'}, {tests['result']}"
                      + ("" if tests["ok"] else f" — {tests['error']}"))
     failed = [r.name for r in rows if not r.ok]
     verdict = ("all runs completed" if not failed else f"FAILED runs: {', '.join(failed)}")
-    return "\n".join([
+    if pending:
+        verdict = (f"{len(rows)} of {len(rows) + pending} runs done so far (the check is still running, or "
+                   f"was stopped)" + (f"; FAILED runs: {', '.join(failed)}" if failed else ""))
+    parts = [
         "# " + header_line(info), "",
-        f"{len(rows)} runs of {info['steps']} steps on synthetic shards, one process each; ms/step is the "
-        f"median over the steps after the trainer's timing warm-up; data tok/s = tokens of the global batch "
-        f"per step / median step time; processed tok/s counts every gradient pass (about 2x for two-pass "
-        f"optimizers); vs {BASELINE} = data tok/s / {BASELINE}'s; \"{MISSING}\" = not in the run's "
+        f"{len(rows) + pending} runs of {info['steps']} steps on synthetic shards, one process each; ms/step "
+        f"is the median over the steps after the trainer's timing warm-up; data tok/s = tokens of the global "
+        f"batch per step / median step time; processed tok/s counts every gradient pass (about 2x for "
+        f"two-pass optimizers); vs {BASELINE} = data tok/s / {BASELINE}'s; \"{MISSING}\" = not in the run's "
         f"summary.json.", "",
         test_line, "",
         format_table(rows), "",
-        f"{verdict}; total {total_s / 60:.1f} min; outputs in {info['out']}",
-    ]) + "\n"
+    ]
+    if items:
+        parts += [format_plan_table(items), ""]
+    parts.append(f"{verdict}; total {total_s / 60:.1f} min; outputs in {info['out']}")
+    return "\n".join(parts) + "\n"
+
+
+def save_report(out: Path, info: dict, tests: dict | None, rows: list[Row], items: list[Planned],
+                total_s: float, pending: int) -> tuple[str, bool]:
+    """Judge the rows so far and (re)write <out>/gpu_check.md and .json. Returns (report, ok)."""
+    check_memory_target(rows)
+    set_baseline_ratios(rows)
+    report = format_report(info, tests, rows, total_s, items, pending)
+    ok = not pending and all(r.ok for r in rows) and (tests is None or tests["ok"])
+    record = dict(info, ok=ok, finished=not pending, total_s=round(total_s, 1),
+                  estimate_s=round(sum(i.est_s for i in items), 1),
+                  plan=[dict(step=i.name, estimate_s=round(i.est_s, 1), terms=i.terms,
+                             actual_s=None if i.took_s is None else round(i.took_s, 1)) for i in items],
+                  tests=tests, runs=[r.to_json() for r in rows])
+    (out / "gpu_check.md").write_text(report)
+    (out / "gpu_check.json").write_text(json.dumps(record, indent=2) + "\n")
+    return report, ok
 
 
 # ----------------------------------------------------------------------------- main
@@ -361,89 +524,155 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help=f"the five-minute profile: runs {', '.join(QUICK_RUNS)}, {QUICK['steps']} steps "
+                         f"each, "
+                         f"no gpu tests, --budget-min {QUICK['budget_min']:g}")
     ap.add_argument("--smoke", action="store_true",
                     help="CPU, tiny model (512-token vocabulary), batch 8 x 64, 3 steps, no compile")
+    ap.add_argument("--plan", action="store_true",
+                    help="print the plan and its estimate, then exit (0, or 2 over --budget-min)")
+    ap.add_argument("--budget-min", type=float, default=None,
+                    help=f"refuse to start when the plan's estimate is over this many minutes (default "
+                         f"{QUICK['budget_min']:g} with --quick, {FULL['budget_min']:g} without; none under "
+                         f"--smoke)")
     ap.add_argument("--out", type=Path, default=None,
-                    help="scratch directory for the runs and the table (default runs/gpu_check/<date-time>)")
+                    help="the one folder everything is written to (default runs/gpu_check/<date-time>)")
+    ap.add_argument("--keep-scratch", action="store_true",
+                    help="keep <out>/scratch (synthetic shards, compile caches) instead of deleting it")
     ap.add_argument("--nproc", type=int, default=1, help="processes per run; > 1 uses torchrun --standalone")
-    ap.add_argument("--steps", type=int, default=None, help="train.steps of each run (default 12; smoke 3)")
-    ap.add_argument("--runs", nargs="+", choices=RUN_NAMES, default=None, help="only these runs")
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"train.steps of each run (default {FULL['steps']}; --quick {QUICK['steps']}; "
+                         f"smoke {SMOKE['steps']})")
+    ap.add_argument("--runs", nargs="+", choices=RUN_NAMES, default=None,
+                    help="only these runs (default all; --quick: " + " ".join(QUICK_RUNS) + ")")
     ap.add_argument("--data", type=Path, default=None,
-                    help=f"synthetic shard directory (default {GPU['data']}; smoke {SMOKE['data']})")
+                    help="synthetic shard directory, kept (default <out>/scratch/data, deleted at the end)")
     ap.add_argument("--tests", choices=("auto", "run", "skip"), default="auto",
-                    help="the `pytest -m gpu -q` step: auto runs it except under --smoke")
+                    help="the `pytest -m gpu -q` step: auto runs it except under --quick and --smoke")
     ap.add_argument("--timeout", type=float, default=None,
-                    help=f"seconds per run before it is stopped (default {GPU['timeout']}; smoke "
-                         f"{SMOKE['timeout']})")
+                    help=f"seconds per run before it is stopped (default {FULL['timeout']}; --quick "
+                         f"{QUICK['timeout']}; smoke {SMOKE['timeout']})")
     args = ap.parse_args(argv)
-    mode = SMOKE if args.smoke else GPU
-    args.steps = mode["steps"] if args.steps is None else args.steps
-    args.timeout = mode["timeout"] if args.timeout is None else args.timeout
-    args.data = (REPO / mode["data"]) if args.data is None else args.data.resolve()
+    profile = QUICK if args.quick else FULL
+    args.profile = profile["name"]
+    if args.steps is None:
+        args.steps = SMOKE["steps"] if args.smoke else profile["steps"]
+    if args.timeout is None:
+        args.timeout = SMOKE["timeout"] if args.smoke else profile["timeout"]
+    if args.budget_min is None and not args.smoke:
+        args.budget_min = profile["budget_min"]
+    args.data = None if args.data is None else args.data.resolve()
+    args.runs = tuple(n for n in RUN_NAMES if n in (args.runs or profile["runs"]))
+    args.run_tests = args.tests == "run" or (args.tests == "auto" and profile["tests"] and not args.smoke)
     if args.steps < 1:
         ap.error(f"--steps {args.steps}: must be >= 1 (the median needs train.timing_warmup + 1 = 3)")
-    seqs = SMOKE["global_seqs"] if args.smoke else 512
+    seqs = (SMOKE if args.smoke else GPU)["global_seqs"]
     if args.nproc < 1 or seqs % args.nproc:
         ap.error(f"--nproc {args.nproc}: must divide the {seqs} sequences of the global batch (1, 2, 4, 8)")
     if args.timeout <= 0:
         ap.error(f"--timeout {args.timeout}: must be positive")
+    if args.budget_min is not None and args.budget_min <= 0:
+        ap.error(f"--budget-min {args.budget_min:g}: must be positive")
     return args
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (`timeout`, a scheduler's time limit) stops the check as Ctrl-C does: the table so far is
+    saved."""
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
     now = dt.datetime.now().astimezone()
-    out = (args.out or REPO / "runs" / "gpu_check" / now.strftime("%Y%m%d-%H%M%S")).resolve()
-    try:
-        device = device_name(args.smoke)
-        out.mkdir(parents=True, exist_ok=True)
-        mode = SMOKE if args.smoke else GPU
-        gseqs = SMOKE["global_seqs"] if args.smoke else 512
-        train_glob, val_glob = ensure_data(args.data, mode["vocab"], mode["train_tokens"], mode["val_tokens"],
-                                           need_val=gseqs * mode["seq_len"] + 1)
-    except (CheckError, OSError) as e:
-        print(f"gpu_check: {e}", file=sys.stderr)
+    items = plan(args)
+    where = ("CPU smoke, rough" if args.smoke else
+             "minutes on one H100 from a cold start, from the 2026-11-22 step times in results/README.md")
+    print(format_plan(items, args.budget_min, where), flush=True)
+    refusal = over_budget(items, args.budget_min)
+    if refusal:
+        print(f"gpu_check: {refusal}", file=sys.stderr, flush=True)
         return 2
-    info = dict(date=now.strftime("%Y-%m-%d %H:%M %Z"), device=device, torch=torch_version(), git=git_sha(),
-                smoke=args.smoke, nproc=args.nproc, steps=args.steps, out=str(out))
-    print(header_line(info), flush=True)
-
-    tests = None
-    if args.tests == "run" or (args.tests == "auto" and not args.smoke):
-        print("gpu tests: pytest -m gpu -q ...", flush=True)
-        tests = run_gpu_tests(out, mode["tests_timeout"], args.smoke)
-        print(f"gpu tests: {'ok' if tests['ok'] else 'FAILED'} {tests['result']} ({tests['wall_s']:.0f} s)"
-              + ("" if tests["ok"] else f" — {tests['error']}"), flush=True)
-
-    rows: list[Row] = []
-    interrupted = False
-    runs = build_runs(args, out, train_glob, val_glob)
-    for i, run in enumerate(runs, 1):
-        print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(run.argv)}", flush=True)
+    if args.plan:
+        return 0
+    out = (args.out or REPO / "runs" / "gpu_check" / now.strftime("%Y%m%d-%H%M%S")).resolve()
+    scratch = out / SCRATCH
+    mode = SMOKE if args.smoke else GPU
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    made_scratch = False
+    try:
         try:
-            row = execute(run, args.timeout)
-        except KeyboardInterrupt:  # the run's processes are stopped by now; still save what was measured
+            device = device_name(args.smoke)
+            out.mkdir(parents=True, exist_ok=True)
+            made_scratch = not scratch.exists()
+            scratch.mkdir(exist_ok=True)
+            train_glob, val_glob = ensure_data(args.data or scratch / "data", mode["vocab"],
+                                               mode["train_tokens"], mode["val_tokens"],
+                                               need_val=mode["global_seqs"] * mode["seq_len"] + 1)
+        except (CheckError, OSError) as e:
+            print(f"gpu_check: {e}", file=sys.stderr, flush=True)
+            return 2
+        return _check(args, out, scratch, now, device, items, (train_glob, val_glob), t0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if made_scratch and not args.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check(args, out: Path, scratch: Path, now, device: str, items: list[Planned], globs, t0: float) -> int:
+    """The tests and the runs, the table saved after each; the exit code."""
+    mode = SMOKE if args.smoke else GPU
+    info = dict(date=now.strftime("%Y-%m-%d %H:%M %Z"), device=device, torch=torch_version(), git=git_sha(),
+                smoke=args.smoke, profile=args.profile, nproc=args.nproc, steps=args.steps, out=str(out))
+    planned = {i.name: i for i in items}
+    planned["setup"].took_s = time.perf_counter() - t0
+    print(header_line(info), flush=True)
+    env = child_env(scratch)
+    runs = build_runs(args, out, *globs)
+
+    tests, rows, interrupted = None, [], False
+    try:
+        if args.run_tests:
+            print("gpu tests: pytest -m gpu -q ...", flush=True)
+            tests = run_gpu_tests(out, mode["tests_timeout"], args.smoke, env)
+            planned["gpu tests"].took_s = tests["wall_s"]
+            verdict = "ok" if tests["ok"] else "FAILED"
+            print(f"gpu tests: {verdict} {tests['result']} ({tests['wall_s']:.0f} s)"
+                  + ("" if tests["ok"] else f" — {tests['error']}"), flush=True)
+        save_report(out, info, tests, rows, items, time.perf_counter() - t0, pending=len(runs))
+        print(format_table([]), flush=True)  # the table's head; each row is printed as its run finishes
+        for i, run in enumerate(runs, 1):
+            est = planned[run.name].est_s if run.name in planned else None
+            print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(run.argv)}", flush=True)
+            row = execute(run, args.timeout, env)
+            rows.append(row)
+            if run.name in planned:
+                planned[run.name].took_s = row.wall_s
+            save_report(out, info, tests, rows, items, time.perf_counter() - t0, pending=len(runs) - i)
+            wall = f" in {row.wall_s:.0f} s" if row.wall_s is not None else ""
+            plan_s = f" (plan {est:.0f} s)" if est is not None else ""
+            print(f"[{i}/{len(runs)}] {run.name}: {'ok' if row.ok else 'FAILED: ' + str(row.error)}"
+                  f"{wall}{plan_s}", flush=True)
+            print(format_table([row]).splitlines()[-1], flush=True)
+    except KeyboardInterrupt:  # the running process group is stopped by now; save what was measured
+        interrupted = True
+        if len(rows) < len(runs):
+            run = runs[len(rows)]
             rows.append(Row(run.name, str(run.run_dir), shlex.join(run.argv), note=run.note,
-                            error="interrupted (Ctrl-C); the remaining runs were not started"))
-            interrupted = True
-            break
-        rows.append(row)
-        wall = f" in {row.wall_s:.0f} s" if row.wall_s is not None else ""
-        print(f"[{i}/{len(runs)}] {run.name}: {'ok' if row.ok else 'FAILED: ' + str(row.error)}{wall}",
-              flush=True)
-    check_memory_target(rows)
-    set_baseline_ratios(rows)
+                            error="interrupted (Ctrl-C or SIGTERM); the remaining runs were not started"))
+        print("interrupted: saving the table so far", flush=True)
 
     total = time.perf_counter() - t0
-    report = format_report(info, tests, rows, total)
-    ok = all(r.ok for r in rows) and (tests is None or tests["ok"])
-    (out / "gpu_check.md").write_text(report)
-    record = dict(info, ok=ok, total_s=round(total, 1), tests=tests, runs=[r.to_json() for r in rows])
-    (out / "gpu_check.json").write_text(json.dumps(record, indent=2) + "\n")
+    report, ok = save_report(out, info, tests, rows, items, total, pending=0)
     print("\n" + report, end="", flush=True)
-    if not args.smoke and total > 600:
-        print(f"note: {total / 60:.1f} min is over the 10-minute budget; lower --steps", flush=True)
+    estimate = sum(i.est_s for i in items)
+    print(f"took {total / 60:.1f} min; the plan estimated {estimate / 60:.1f} min", flush=True)
+    if args.budget_min is not None and total > args.budget_min * 60:
+        print(f"note: {total / 60:.1f} min is over --budget-min {args.budget_min:g}: this machine is slower "
+              f"than the plan's costs (GPU_COSTS in scripts/gpu_check.py); lower --steps or leave runs "
+              "out", flush=True)
     print(f"saved {out / 'gpu_check.md'} and {out / 'gpu_check.json'}", flush=True)
     return 130 if interrupted else 0 if ok else 1
 

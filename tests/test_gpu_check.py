@@ -1,13 +1,17 @@
 """scripts/gpu_check.py: the table (numbers, "–" for keys a summary lacks, the ratio to muon), a failed run
-as a row carrying its error's last line and a non-zero exit, and the whole --smoke check through the real
-train.py on the CPU (one row per run, every run completed)."""
+as a row carrying its error's last line and a non-zero exit, the plan's estimate and the budget refusal, the
+table saved after every run and on SIGTERM, an import without Hydra, and the whole --smoke --quick check
+through the real train.py on the CPU (one row per run, every run completed, nothing left but small files)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 
@@ -25,9 +29,15 @@ def cells(line: str) -> list[str]:
 
 
 def table_rows(text: str) -> list[list[str]]:
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    assert cells(lines[0]) == list(gpu_check.COLUMNS)
-    return [cells(ln) for ln in lines[2:]]
+    """The rows of the results table: the block of table lines that starts with its header."""
+    lines = text.splitlines()
+    start = lines.index("| " + " | ".join(gpu_check.COLUMNS) + " |")
+    block = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        block.append(cells(ln))
+    return block
 
 
 def row(name: str, ok: bool = True, error: str | None = None, **summary) -> gpu_check.Row:
@@ -181,8 +191,9 @@ def test_data_dir_of_another_vocabulary_or_too_small_is_refused(tmp_path):
     ],
 )
 def test_gpu_test_step_verdicts(tmp_path, monkeypatch, rc, log, smoke, ok, error):
-    def fake_run_process(argv, log_path, timeout):
+    def fake_run_process(argv, log_path, timeout, env=None):
         assert argv[1:5] == ["-m", "pytest", "-m", "gpu"]
+        assert argv[-1] == f"--basetemp={tmp_path / 'scratch' / 'pytest'}"  # pytest's files under --out
         log_path.write_text(log + "\n")
         return rc, 1.0, None if rc == 0 else "(pytest output)"
 
@@ -208,28 +219,217 @@ def test_nproc_must_divide_the_batch():
         gpu_check.parse_args(["--nproc", "3"])
 
 
+
+
+# ----------------------------------------------------------------------------- the plan and the budget
+def estimates(argv: list[str]) -> dict[str, float]:
+    return {i.name: i.est_s for i in gpu_check.plan(gpu_check.parse_args(argv))}
+
+
+def test_quick_plan_rows_and_estimates_from_the_h100_reference():
+    # 15 s start-up (+ 60 s cold / 20 s warm compile + 5 s probe when compiled) + 5 steps x the 2026-11-22
+    # H100 step time; the first compiled run pays the cold compile; eager64 is neither compiled nor probed
+    got = estimates(["--quick"])
+    assert list(got) == ["setup", "muon", "muon_mvr1", "gluon_mvr1", "fig1", "eager64"]
+    want = dict(setup=5.0, muon=15 + 60 + 5 + 5 * 1.114, muon_mvr1=15 + 20 + 5 + 5 * 1.121,
+                gluon_mvr1=15 + 20 + 5 + 5 * 2.232, fig1=15 + 20 + 5 + 5 * 2.232, eager64=15 + 5 * 2.394)
+    assert got == pytest.approx(want)
+    assert sum(got.values()) / 60 == pytest.approx(4.42, abs=0.01)  # under the five-minute budget
+    args = gpu_check.parse_args(["--quick"])
+    assert (args.steps, args.run_tests, args.budget_min) == (5, False, 5.0)
+
+
+def test_full_plan_has_the_tests_six_runs_and_fits_ten_minutes():
+    got = estimates([])
+    assert list(got) == ["setup", "gpu tests", *gpu_check.RUN_NAMES]
+    assert got["gpu tests"] == 60.0 and got["muon"] == pytest.approx(15 + 60 + 5 + 12 * 1.114)
+    assert got["gluon"] == pytest.approx(15 + 20 + 5 + 12 * 1.119)  # warm: the model compiled before
+    assert 7.0 < sum(got.values()) / 60 <= gpu_check.FULL["budget_min"]
+    assert gpu_check.parse_args([]).budget_min == 10.0
+
+
+def test_plan_cold_compile_goes_to_the_first_compiled_run_and_steps_scale_with_nproc():
+    got = estimates(["--quick", "--runs", "eager64", "fig1", "--nproc", "2", "--steps", "4"])
+    assert list(got) == ["setup", "fig1", "eager64"]  # run order, not the order given
+    assert got["fig1"] == pytest.approx(15 + 60 + 5 + 4 * 2.232 / 2)
+    assert got["eager64"] == pytest.approx(15 + 4 * 2.394 / 2)
+    assert "gpu tests" in estimates(["--quick", "--tests", "run"])
+
+
+def test_plan_is_printed_with_each_rows_minutes_and_the_total(capsys):
+    assert gpu_check.main(["--quick", "--plan"]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ")}
+    assert " 1.4 min " in lines["muon"] and "60 s compile (cold)" in lines["muon"]
+    assert " 0.8 min " in lines["muon_mvr1"] and "20 s compile (warm)" in lines["muon_mvr1"]
+    assert " 0.9 min " in lines["gluon_mvr1"] and " 0.9 min " in lines["fig1"]
+    assert " 0.4 min " in lines["eager64"] and "5 steps x 2.39 s" in lines["eager64"]
+    assert lines["total"].split()[1:] == ["4.4", "min", "(budget", "5", "min)"]
+
+
+def test_a_plan_over_the_budget_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert gpu_check.main(["--quick", "--steps", "40", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the plan's estimate, 9.7 min, is over --budget-min 5: lower --steps" in err
+    assert not out.exists()  # refused before the device check, the data and the runs
+    assert gpu_check.main(["--plan", "--budget-min", "7"]) == 2  # the full check's 7.4 min
+    assert gpu_check.main(["--plan", "--budget-min", "7.5"]) == 0
+    assert gpu_check.parse_args(["--smoke", "--quick"]).budget_min is None  # CPU estimates are rough
+    assert gpu_check.main(["--smoke", "--quick", "--plan", "--budget-min", "0.1"]) == 2
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--quick", "--budget-min", "0"])
+
+
+def test_children_keep_the_compile_caches_under_out(tmp_path):
+    env = gpu_check.child_env(tmp_path / "scratch")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "scratch" / "inductor")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "scratch" / "triton")
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def write_summary_code(run_dir, check_md: str | None = None) -> str:
+    """A fake run: optionally assert that gpu_check.md already holds a row, then write a summary."""
+    code = "import pathlib\n"
+    if check_md is not None:
+        md = run_dir.parent / "gpu_check.md"
+        code += f"assert {check_md!r} in pathlib.Path(r'{md}').read_text(), 'no row saved yet'\n"
+    code += f"pathlib.Path(r'{run_dir}', 'summary.json').write_text({json.dumps(FULL)!r})\n"
+    return code
+
+
+FIRST_ROW = "| muon | 1,104.3"
+
+
+def test_the_table_is_saved_and_printed_after_every_run(tmp_path, monkeypatch, capsys):
+    def fake_runs(args, out, train_glob, val_glob):  # the second run fails unless the first row is saved
+        return [gpu_check.Run("muon", [sys.executable, "-c", write_summary_code(out / "muon")], out / "muon"),
+                gpu_check.Run("fig1", [sys.executable, "-c", write_summary_code(out / "fig1", FIRST_ROW)],
+                              out / "fig1")]
+
+    monkeypatch.setattr(gpu_check, "build_runs", fake_runs)
+    out = tmp_path / "out"
+    assert gpu_check.main(["--smoke", "--quick", "--runs", "muon", "fig1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    first_row = printed.index(FIRST_ROW)
+    assert first_row < printed.index("[2/2] fig1: ")  # printed before the next run starts
+    md = (out / "gpu_check.md").read_text()
+    assert "# CPU smoke check (--quick)" in md and "all runs completed" in md
+    assert "| step | estimated min | actual min |" in md and "| total |" in md
+    rec = json.loads((out / "gpu_check.json").read_text())
+    assert rec["finished"] is True and [p["step"] for p in rec["plan"]] == ["setup", "muon", "fig1"]
+    assert all(p["actual_s"] is not None for p in rec["plan"])
+    assert not (out / "scratch").exists()  # the smoke's shards were written there, then deleted
+
+
+def test_sigterm_saves_the_rows_so_far_and_cleans_up(tmp_path):
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from pathlib import Path
+        from scripts import gpu_check
+        out = Path({str(out)!r})
+        def fake_runs(args, out, train_glob, val_glob):
+            return [gpu_check.Run("muon", [sys.executable, "-c", {write_summary_code(out / "muon")!r}],
+                                  out / "muon"),
+                    gpu_check.Run("fig1", [sys.executable, "-c", "import time; time.sleep(120)"],
+                                  out / "fig1")]
+        gpu_check.build_runs = fake_runs
+        sys.exit(gpu_check.main(["--smoke", "--quick", "--runs", "muon", "fig1", "--out", str(out)]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not (out / "fig1" / "launcher.out").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # what `timeout` or a scheduler's time limit sends
+    printed, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, printed
+    muon, fig1 = table_rows((out / "gpu_check.md").read_text())
+    assert muon[-1] == "ok" and fig1[-1].startswith("FAILED: interrupted (Ctrl-C or SIGTERM)")
+    assert json.loads((out / "gpu_check.json").read_text())["finished"] is True
+    assert not (out / "scratch").exists()
+
+
+BLOCK_HYDRA = """
+import sys
+
+
+class _NoHydra:
+    \"\"\"A GPU node without Hydra and OmegaConf: importing either fails.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("hydra", "omegaconf"):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+
+sys.meta_path.insert(0, _NoHydra())
+"""
+
+
+def test_the_check_imports_plans_and_refuses_without_hydra_or_omegaconf(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_HYDRA)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    blocked = run("-c", "import omegaconf")
+    assert blocked.returncode == 1 and "blocked by the test" in blocked.stderr  # the blocker works
+    helped = run("scripts/gpu_check.py", "--help")
+    assert helped.returncode == 0 and "--quick" in helped.stdout and "--budget-min" in helped.stdout
+    planned = run("scripts/gpu_check.py", "--quick", "--plan")
+    assert planned.returncode == 0 and "  total" in planned.stdout, planned.stderr
+    refused = run("scripts/gpu_check.py", "--quick", "--plan", "--budget-min", "1")
+    assert refused.returncode == 2 and "over --budget-min 1" in refused.stderr
+    imported = run("-c", "import sys; sys.path.insert(0, '.'); from scripts import gpu_check; "
+                         "assert not {'hydra', 'omegaconf'} & set(sys.modules), sorted(sys.modules)")
+    assert imported.returncode == 0, imported.stderr
+
+
+def test_full_profile_builds_all_six_runs_with_their_overrides(tmp_path):
+    args = gpu_check.parse_args([])
+    runs = gpu_check.build_runs(args, tmp_path, "tr_*.bin", "va_*.bin")
+    assert [r.name for r in runs] == list(gpu_check.RUN_NAMES)
+    by = {r.name: r.argv for r in runs}
+    gluon = {"optimizer=gluon", "model=gpt124m", "batch=b512", "compile=true", "train.steps=12"}
+    assert gluon <= set(by["gluon"])
+    assert by["fig1"][2:4] == ["experiment=fig1", "device=cuda"]
+    assert {"compile=false", "batch.micro_seqs=64"} <= set(by["eager64"])
+    quick = gpu_check.build_runs(gpu_check.parse_args(["--quick"]), tmp_path, "tr_*.bin", "va_*.bin")
+    assert [r.name for r in quick] == list(gpu_check.QUICK_RUNS) and "train.steps=5" in quick[0].argv
+
+
 # ----------------------------------------------------------------------------- the real smoke check
 @pytest.mark.slow
-def test_smoke_check_runs_every_run_to_completion_on_cpu(tmp_path):
+def test_smoke_quick_check_runs_every_run_to_completion_on_cpu(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    proc = subprocess.run([sys.executable, "scripts/gpu_check.py", "--smoke", "--out", str(out), "--data",
-                           str(tmp_path / "data")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "scripts/gpu_check.py", "--smoke", "--quick", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.stdout.startswith("plan (") and "took " in proc.stdout  # the plan first, the total last
     md = (out / "gpu_check.md").read_text()
     header = md.splitlines()[0]
-    assert header.startswith("# CPU smoke check") and "torch " in header and "git " in header
+    assert header.startswith("# CPU smoke check (--quick)") and "torch " in header and "git " in header
     assert "gpu tests (`pytest -m gpu -q`): skipped" in md and "| run |" in proc.stdout
     rows = table_rows(md)
-    assert [r[0] for r in rows] == list(gpu_check.RUN_NAMES)  # one row per run, in order
+    assert [r[0] for r in rows] == list(gpu_check.QUICK_RUNS)  # one row per run, in order
     assert all(len(r) == len(gpu_check.COLUMNS) and r[-1] == "ok" for r in rows)
     rec = json.loads((out / "gpu_check.json").read_text())
-    assert rec["ok"] is True and [r["run"] for r in rec["runs"]] == list(gpu_check.RUN_NAMES)
-    for name in gpu_check.RUN_NAMES:
+    assert rec["ok"] is True and [r["run"] for r in rec["runs"]] == list(gpu_check.QUICK_RUNS)
+    for name in gpu_check.QUICK_RUNS:
         summary = rundir.read_summary(out / name)
         assert summary is not None and summary["completed"] is True, name
         assert summary["steps"] == gpu_check.SMOKE["steps"]
+        assert not (out / name / rundir.CKPT).exists()  # dropped once the summary was read
     assert rundir.read_config(out / "fig1")["figure"]["name"] == "fig1"  # experiment=fig1 really ran
     eager = rundir.read_config(out / "eager64")
     assert str(eager["compile"]).lower() == "false" and eager["batch"]["micro_seqs"] == 2
+    # what is left to copy back: the table and the runs' small files; the shards went with the scratch
+    assert sorted(p.name for p in out.iterdir()) == sorted(["gpu_check.md", "gpu_check.json",
+                                                            *gpu_check.QUICK_RUNS])
+    assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 2_000_000

@@ -37,16 +37,26 @@ from harness.config import (
 from harness.distributed import barrier
 
 
+def made_folders(path: Path) -> list[Path]:
+    """The folders ``path.mkdir(parents=True)`` would make: path and its missing parents, innermost first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
 class RunLock:
     """An exclusive lock on run_dir/.lock held for the run's life by rank 0 (flock: released by the OS
     when the process dies, kill -9 included). A second run on the same run_dir fails at once naming
     the holder (host, pid), which the lock file records from the moment it is taken. A launch refused
-    before claim() (it failed a check) puts the lock file back as it found it, and removes the lock file
-    and run_dir if it made them, so a refused launch leaves run_dir as it was."""
+    before claim() (it failed a check) puts the lock file back as it found it, and removes the lock file,
+    run_dir and every parent folder of run_dir it made (runs/track3/ of runs/track3/<run>), so a refused
+    launch leaves the filesystem as it found it."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir, self.path, self.claimed = run_dir, run_dir / ".lock", False
-        self.made_dir = not run_dir.exists()
+        self.made_dirs = made_folders(run_dir)  # run_dir first, then the parents it adds, innermost first
         run_dir.mkdir(parents=True, exist_ok=True)
         self.made_file = not self.path.exists()
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -80,9 +90,11 @@ class RunLock:
                 self.path.unlink(missing_ok=True)
             else:
                 self._write(self.previous)
-            if self.made_dir:
-                with contextlib.suppress(OSError):  # not empty: something else appeared meanwhile
-                    self.run_dir.rmdir()
+            for folder in self.made_dirs:
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: another launch's run is in it now; it and its parents stay
+                    break
         os.close(self.fd)  # closing releases the flock
         self.fd = None
 

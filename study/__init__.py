@@ -10,6 +10,7 @@
     plots    the figure style and the figures (a comparison of settings, Δ curves, an lr grid)
     tables   number formats and markdown tables
     spec     a study file (YAML): what it may hold, read and checked before any work
+    protocol whether a run followed an experiment's protocol (the config the experiment composes)
     compare  any finished runs (any experiment, any optimizer): seed-averaged figure and table
     cli      the launch options and scheduler modes the command lines share, and the launch loop
     figures, tuned, settings

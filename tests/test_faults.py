@@ -42,6 +42,7 @@ from helpers.trainer_utils import (
 
 import train
 from harness import rundir
+from harness.checkpoint import RunLock
 
 WRAPPER = Path(__file__).parent / "helpers" / "fault_train.py"
 STEPS = 8  # small_run_overrides: checkpoints and validation at steps 3, 6 and 8
@@ -680,15 +681,31 @@ def test_bad_value_is_refused_before_any_work(tmp_path, data_dir, finished_run, 
 
 def test_vocab_too_small_for_the_shards(tmp_path, data_dir):
     """A fresh run whose vocabulary is smaller than the shards' token ids: the error says
-    model.vocab_size is too small (the shard is fine), and the run_dir it would have made is not left
-    behind (the lock taken before the data were read is removed with it)."""
-    run_dir = tmp_path / "run"
+    model.vocab_size is too small (the shard is fine), and neither the run_dir it would have made nor
+    the parent folders it made for it are left behind (the lock taken before the data were read is
+    removed with them); the folder that was there before stays, with what it held."""
+    (tmp_path / "runs" / "earlier").mkdir(parents=True)
+    run_dir = tmp_path / "runs" / "group" / "sub" / "run"
     with pytest.raises(train.ConfigError) as err:
         in_process(run_dir, data_dir, extra=["model.vocab_size=100"])
     msg = str(err.value)
     assert "model.vocab_size=100 is too small" in msg and "model.vocab_size >= 512" in msg, msg
     assert "delete" not in msg.lower(), msg
-    assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["runs", "runs/earlier"]
+
+
+def test_a_refused_lock_keeps_a_parent_another_run_now_uses(tmp_path):
+    """Two launches into a new folder: the refused one removes its run_dir, not the parent folder that
+    another launch's run directory now sits in (nor anything above it)."""
+    lock = RunLock(tmp_path / "runs" / "track3" / "a")
+    (tmp_path / "runs" / "track3" / "b").mkdir()  # the other launch, started meanwhile
+    lock.release()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "runs", "runs/track3", "runs/track3/b"]
+    lock = RunLock(tmp_path / "runs" / "track3" / "c" / "d")
+    lock.claim()  # a run that passed its checks keeps what it made
+    lock.release()
+    assert (tmp_path / "runs" / "track3" / "c" / "d" / ".lock").exists()
 
 
 # ----------------------------------------------------------------------------- 8. a cut-short metrics line

@@ -63,6 +63,19 @@ def test_a_missing_data_folder_exits_2_with_only_the_message(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("args", [
+    ["data=shakespeare"],  # the default config before the quick-start corpus is made
+    ["experiment=track3", "optimizer=muon_mvr1", "seed=0"],  # before the track's FineWeb shards are
+], ids=["default", "track3"])
+def test_a_launch_refused_for_missing_data_leaves_the_folder_empty(tmp_path, args):
+    """Refused after the run directory was locked (the data are read once the model is built): neither
+    the default run_dir (runs/<name>-<id>, runs/track3/<name>) nor a parent folder made for it remains."""
+    out = typed(tmp_path, *args)
+    assert out.returncode == train.EXIT_CONFIG, out.stderr[-2000:]
+    assert "config key data.train_files=" in out.stderr and "Traceback" not in out.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == []
+
+
 def test_too_little_validation_data_names_data_val_tokens(tmp_path, data_dir):
     cfg = compose_cfg(small_run_overrides(tmp_path / "r", data_dir, "muon", steps=1,
                                           **{"data.val_tokens": 64 * 10_000}))

@@ -2,11 +2,13 @@
 initialisation, soft-cap and rotary frequencies, and its loss against a hand-built float64 forward; the
 sequential stream against a literal reading of the track's generator (across a shard boundary, on 2 ranks,
 resumed); the schedule and the late validation cadence; per-group learning rates, the cubic Newton-Schulz
-and the tuned baseline's step in float64; every optimizer config under the experiment; the verdict's
-CLI (its formulas on the track's own numbers: tests/test_stats.py)."""
+and the tuned baseline's step in float64; every optimizer config under the experiment; the track's protocol
+as the experiment declares it and the verdict's CLI, which judges only runs that follow it (its formulas on
+the track's own numbers: tests/test_stats.py)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from helpers.trainer_utils import compose_cfg, small_run_overrides, write_test_shards
+from omegaconf import OmegaConf
 
 import train
 from data.loader import TrainLoader
@@ -23,6 +26,7 @@ from harness import rundir
 from model_track3 import Track3Config, Track3GPT, half_rotary_frequencies
 from optim import MuonMVR, build_param_groups, newton_schulz
 from scripts import track3_verdict as tv
+from study import protocol
 
 TINY = dict(n_layer=2, n_head=2, head_dim=8, vocab_size=97, seq_len=16)
 
@@ -322,15 +326,65 @@ def test_a_small_track3_run_trains_and_resumes_exactly(tmp_path, data_dir):
 
 
 # ----------------------------------------------------------------------------- the verdict
-def fake_track_run(d, optimizer: str, seed: int, steps: int, final: float, passes: int = 1):
+TRACK3 = ("experiment=track3",)
+SHAKESPEARE_B4 = ("data=shakespeare", "batch.global_seqs=4")  # the quick start's data, at batch 4
+
+
+@functools.lru_cache
+def launched_config(launch: tuple[str, ...], optimizer: str, steps: int) -> dict:
+    """The resolved config a `train.py <launch> optimizer=<optimizer> train.steps=<steps>` run writes."""
+    cfg = compose_cfg([*launch, f"optimizer={optimizer}", f"train.steps={steps}"])
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def fake_track_run(d, optimizer: str, seed: int, steps: int, final: float, passes: int = 1, launch=TRACK3):
+    """A finished run's folder: the config of `launch`, validation every 25 steps and at the end."""
     d.mkdir(parents=True)
-    cfg = {"optimizer": {"name": optimizer}, "seed": seed, "train": {"steps": steps},
-           "batch": {"global_seqs": 512}}
-    (d / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
+    config = {**launched_config(launch, optimizer, steps), "seed": seed}
+    (d / rundir.CONFIG).write_text(yaml.safe_dump(config))
     for s in range(1, steps + 1):
-        val = {"val_loss": final + 0.0004 * (steps - s) / 25} if s % 25 == 0 else {}
+        val = {"val_loss": final + 0.0004 * (steps - s) / 25} if s % 25 == 0 or s == steps else {}
         rundir.append_metrics(d, dict(step=s, train_loss=4.0, grad_evals=s * passes, **val))
     rundir.write_summary(d, dict(completed=True, steps=steps))
+
+
+def test_the_tracks_protocol_is_what_its_experiment_composes():
+    """study/protocol.py reads the protocol from configs/experiment/track3.yaml (no second list): what it
+    sets, the groups it picks, one pass a step; the optimizer, seed, step count and data paths are free."""
+    track = protocol.protocol("track3")
+    declared = yaml.safe_load((train.REPO / "configs/experiment/track3.yaml").read_text())
+    assert track.max_passes == declared["figure"]["max_passes"] == 1
+    for key in ("order", "val_tokens"):
+        assert track.fixed[f"data.{key}"] == declared["data"][key]
+    assert track.fixed["train.warmdown_frac"] == declared["train"]["warmdown_frac"]
+    assert track.fixed["model._target_"] == "model_track3.Track3Config" and track.fixed["model.n_layer"] == 12
+    assert track.fixed["batch.global_seqs"] == 512 and track.fixed["data.name"] == "fineweb10b"
+    assert not [k for k in track.fixed if k.startswith(protocol.ENTRANT)]
+    elsewhere = "data.train_files=/scratch/fw/fineweb_train_*.bin"
+    entry = launched_config((*TRACK3, "seed=7", elsewhere, "train.ckpt_every=50", "batch.micro_seqs=16"),
+                            "gluon_mvr1", 2000)
+    assert protocol.first_difference(track, entry, passes=1) is None
+    assert protocol.first_difference(track, entry, passes=2) == protocol.Difference(protocol.PASSES, 1, 2)
+
+
+def test_first_difference_names_the_key_the_protocols_value_and_the_runs():
+    fixed = {"model._target_": "m.C", "model.n_layer": 12, "batch.global_seqs": 512, "data.name": "fw"}
+    proto = protocol.Protocol("x", fixed, 1)
+    run = {"model": {"_target_": "m.C", "n_layer": 12}, "batch": {"global_seqs": 512, "micro_seqs": 8},
+           "data": {"name": "fw", "train_files": "/elsewhere/*.bin"}, "optimizer": {"lr": 0.1}, "seed": 3,
+           "train": {"steps": 100, "ckpt_every": 10}}
+    assert protocol.first_difference(proto, run, passes=1) is None
+    D = protocol.Difference
+    assert protocol.first_difference(proto, run, passes=3) == D("gradient passes a step", 1, 3)
+    small = {**run, "model": {"_target_": "m.C", "n_layer": 2}, "batch": {"global_seqs": 4}}
+    assert protocol.first_difference(proto, small, passes=3) == D("model.n_layer", 12, 2)  # the first, only
+    assert protocol.first_difference(proto, {**run, "data": {}}, 1) == D("data.name", "fw", protocol.ABSENT)
+    added = {**run, "model": {"_target_": "m.C", "n_layer": 12, "n_head": 4}}
+    assert protocol.first_difference(proto, added, 1) == D("model.n_head", protocol.ABSENT, 4)
+    assert protocol.first_difference(protocol.Protocol("x", {}, None), run, passes=3) == D(
+        "model._target_", protocol.ABSENT, "m.C")  # a key only the run has differs too
+    free = {k: run[k] for k in ("optimizer", "seed", "train")} | {"data": {"train_files": "/x/*.bin"}}
+    assert protocol.first_difference(protocol.Protocol("x", {}, None), free, passes=3) is None
 
 
 def test_the_verdict_cli(tmp_path, capsys):
@@ -341,11 +395,36 @@ def test_the_verdict_cli(tmp_path, capsys):
     fake_track_run(tmp_path / "two_s0", "muon_mvr2", 0, 300, 3.270, passes=2)
     assert tv.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| MuonMVR (MVR2) (outside the track's rules: 2 passes a step) | 300 | 2 | 1 |" in out
-    assert "| MuonMVR (MVR1) | 300 | 1 | 3 | 3.2745 ± 0.0005 | +0.00953 | yes | 275 |" in out
-    assert "| Muon (track #36) | 300 | 1 | 4 | 3.2787 ± 0.0002 | +0.00255 | no | — |" in out
+    assert "| MuonMVR (MVR1) | 300 | 3 | 3.2745 ± 0.0005 | +0.00953 | yes | 275 |" in out
+    assert "| Muon (track #36) | 300 | 4 | 3.2787 ± 0.0002 | +0.00255 | no | — |" in out
     assert "| MuonMVR (MVR1) | 300 | +0.00553 | yes |" in out
+    # two passes a step: no verdict, listed with the rule it breaks (and still drawn)
+    assert "| MuonMVR (MVR2) | 300 | 1 | gradient passes a step | 1 | 2 |" in out
+    assert out.count("MuonMVR (MVR2)") == 1
     assert (tmp_path / "verdict.md").exists() and (tmp_path / "track3.png").exists()
     fake_track_run(tmp_path / "dup", "muon_mvr1", 0, 300, 3.27)
     assert tv.main([str(tmp_path)]) == tv.EXIT_REFUSED
     assert "are the same setting and seed 0" in capsys.readouterr().err
+
+
+def test_the_verdict_judges_only_runs_that_follow_the_track(tmp_path, capsys):
+    """One run of the track and a 3-step Shakespeare run at batch 4 (the one issue 29 saw judged): only
+    the first gets a verdict; the other is listed with the first key that differs. Alone, it is refused."""
+    fake_track_run(tmp_path / "track" / "mvr_s0", "muon_mvr1", 0, 300, 3.2740)
+    fake_track_run(tmp_path / "quick" / "muon_s0", "muon", 0, 3, 9.3541, launch=SHAKESPEARE_B4)
+    fake_track_run(tmp_path / "quick" / "b4_s0", "muon_mvr3", 0, 300, 3.2000, launch=(*TRACK3, "batch=b128"))
+    assert tv.main([str(tmp_path), "--baseline", "muon_mvr1"]) == 0
+    out = capsys.readouterr().out
+    assert "| MuonMVR (MVR1) | 300 | 1 | 3.2740 | +0.00600 | yes | 275 |" in out
+    assert "| Muon | 3 | 1 | model._target_ | model_track3.Track3Config | model.GPTConfig |" in out
+    assert "| MuonMVR (MVR3) | 300 | 1 | batch.global_seqs | 512 | 128 |" in out
+    assert "9.35" not in out and "3.2000" not in out  # neither has a verdict row, nor a pairwise one
+    assert "Pairwise against MuonMVR (MVR1)" in out and out.count("| yes |") == 1
+    assert (tmp_path / "verdict.md").read_text() in out
+    assert tv.main([str(tmp_path), "--baseline", "muon"]) == tv.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert "baseline 'muon' does not follow experiment=track3: model._target_ is model.GPTConfig" in err
+    assert tv.main([str(tmp_path / "quick")]) == tv.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert "no run here follows experiment=track3 (configs/experiment/track3.yaml)" in err
+    assert "| Muon | 3 | 1 | model._target_ |" in err and not (tmp_path / "quick" / "verdict.md").exists()

@@ -8,6 +8,8 @@ Download the pre-tokenized shards (the NanoGPT speedrun's, Hugging Face dataset 
 fetches ``fineweb_val_000000.bin`` and ``fineweb_train_000001.bin .. _%06d.bin``. Files already present and
 valid are skipped; an invalid one is deleted and fetched again; interrupted downloads are resumed by
 ``huggingface_hub`` from its ``.incomplete`` file, and nothing is trusted before it validates.
+Where the hub cannot be reached (no network, a firewall, ``HF_HUB_OFFLINE=1``) it exits 2 with one line
+naming the host and the offline route (``HubUnreachable``; docs/offline.md).
 
 Tokenize the text yourself (``HuggingFaceFW/fineweb``, config ``sample-10BT``, streamed with ``datasets``;
 or local parquet / jsonl / txt files with FineWeb's ``text`` column)::
@@ -39,6 +41,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from tqdm import tqdm
@@ -61,6 +64,71 @@ def _hf_hub_download(**kwargs) -> str:
     from huggingface_hub import hf_hub_download
 
     return hf_hub_download(**kwargs)
+
+
+class HubUnreachable(ConnectionError):
+    """The Hugging Face hub could not be reached (no network, a firewall, $HF_HUB_OFFLINE); the message names
+    the host and the offline route: download on a connected machine, copy the shards, point the trainer at
+    them."""
+
+    def __init__(self, host: str, train_shards: int, offline_mode: bool, cause: BaseException):
+        self.host, self.offline_mode = host, offline_mode
+        why = ("HF_HUB_OFFLINE is set, so the hub is not contacted" if offline_mode
+               else f"could not reach {host} ({type(cause).__name__}: {cause})")
+        super().__init__(
+            f"{why}. Offline route: on a machine that reaches {host}, run `python -m data.fineweb download "
+            f"--train-shards {train_shards} --out DIR`, copy DIR here whole (rsync, scp), then train with "
+            f"data.train_files='DIR/fineweb_train_*.bin' data.val_files='DIR/fineweb_val_*.bin' (with DIR = "
+            f"{DEFAULT_OUT}, data=fineweb10b finds them as they are); docs/offline.md"
+        )
+
+
+def _chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc``, from ``hf_hub_download``, means the hub could not be reached: huggingface_hub's
+    ``LocalEntryNotFoundError`` (not cached, and the hub did not answer or offline mode is on), or a transport
+    error of the HTTP library it uses (httpx2, httpx, requests), or a plain ``ConnectionError`` or
+    ``TimeoutError``."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    kinds = [LocalEntryNotFoundError, ConnectionError, TimeoutError]
+    for lib, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
+                       ("requests", ("ConnectionError", "Timeout"))):
+        mod = sys.modules.get(lib)  # already imported if the error came from it
+        kinds += [getattr(mod, n) for n in names if mod is not None and hasattr(mod, n)]
+    return any(isinstance(e, tuple(kinds)) for e in _chain(exc))
+
+
+def _hub_host(exc: BaseException) -> str:
+    """The host of the request that failed when the error carries it (httpx), else the hub endpoint's."""
+    from huggingface_hub import constants
+
+    for e in _chain(exc):
+        try:
+            return str(e.request.url.host)
+        except (AttributeError, RuntimeError):  # no request attached (httpx raises RuntimeError then)
+            continue
+    return urlparse(constants.ENDPOINT).hostname or constants.ENDPOINT
+
+
+def _hub_unreachable(exc: BaseException, train_shards: int) -> HubUnreachable:
+    """The typed error for ``exc``: offline mode when $HF_HUB_OFFLINE refused the look-up itself (no transport
+    error underneath), else the host that did not answer and the error it gave."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    root = list(_chain(exc))[-1]
+    refused = isinstance(root, (LocalEntryNotFoundError, OfflineModeIsEnabled))  # nothing was tried
+    offline = bool(constants.HF_HUB_OFFLINE) and refused
+    return HubUnreachable(_hub_host(exc), train_shards, offline, root)
 
 
 def download(out, train_shards: int, repo_id: str = REPO_ID, fetch=None) -> list[Path]:
@@ -86,8 +154,13 @@ def download(out, train_shards: int, repo_id: str = REPO_ID, fetch=None) -> list
                 tqdm.write(f"replacing invalid {name}: {e}")
                 path.unlink()
         for attempt in (1, 2):
-            got = Path(fetch(repo_id=repo_id, filename=name, repo_type="dataset", local_dir=str(out),
-                             force_download=attempt > 1))
+            try:
+                got = Path(fetch(repo_id=repo_id, filename=name, repo_type="dataset", local_dir=str(out),
+                                 force_download=attempt > 1))
+            except Exception as e:
+                if not _unreachable(e):
+                    raise
+                raise _hub_unreachable(e, train_shards) from e
             if got.resolve() != path.resolve():
                 os.replace(got, path)
             try:
@@ -370,7 +443,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     if a.cmd == "download":
-        download(a.out, a.train_shards)
+        try:
+            download(a.out, a.train_shards)
+        except HubUnreachable as e:
+            print(f"python -m data.fineweb download: error: {e}", file=sys.stderr)
+            return 2
     else:
         source = a.source or ("files" if a.files else "hf")
         try:

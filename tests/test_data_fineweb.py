@@ -3,10 +3,13 @@
 import base64
 import hashlib
 import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from data import fineweb
@@ -33,6 +36,9 @@ def _texts(n, seed=0):
 
 
 def _parquet(path, texts):
+    pa = pytest.importorskip("pyarrow")  # imported here: a GPU node without pyarrow still collects this file
+    import pyarrow.parquet as pq
+
     pq.write_table(pa.Table.from_pylist([dict(text=t, **FINEWEB_COLUMNS) for t in texts]), path)
     return str(path)
 
@@ -148,6 +154,62 @@ def test_download_gives_up_on_a_persistently_bad_file(tmp_path, monkeypatch):
     assert calls == [False, True]
     with pytest.raises(ValueError, match="0..103"):
         fineweb.download(tmp_path, 104)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on leaving: a connection to it is refused at once
+
+
+@pytest.mark.slow
+def test_download_without_the_hub_exits_2_naming_host_and_route(tmp_path):
+    """The real network path: huggingface_hub in a fresh process, its endpoint a closed local port (~23 s: the
+    hub retries five times with backoff before it gives up)."""
+    pytest.importorskip("huggingface_hub")
+    port = _closed_port()
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf")}
+    out = tmp_path / "fw"
+    proc = subprocess.run([sys.executable, "-m", "data.fineweb", "download", "--train-shards", "2", "--out",
+                           str(out)], cwd=Path(fineweb.__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    head = "python -m data.fineweb download: error:"
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith(head)]
+    assert len(errors) == 1, proc.stderr
+    assert "could not reach 127.0.0.1 (ConnectionRefusedError: " in errors[0]
+    assert "--train-shards 2 --out DIR" in errors[0]
+    assert "data.train_files='DIR/fineweb_train_*.bin' data.val_files='DIR/fineweb_val_*.bin'" in errors[0]
+    assert not list(out.glob("*.bin"))
+
+
+def test_download_in_offline_mode_names_it(tmp_path, capsys):
+    """HF_HUB_OFFLINE=1 (set by conftest): the real hf_hub_download refuses; exit 2, the variable named."""
+    pytest.importorskip("huggingface_hub")
+    assert fineweb.main(["download", "--train-shards", "0", "--out", str(tmp_path / "fw")]) == 2
+    err = capsys.readouterr().err
+    assert "error: HF_HUB_OFFLINE is set, so the hub is not contacted. Offline route: on a machine that " \
+           "reaches huggingface.co" in err
+    assert "Traceback" not in err
+
+
+def test_download_keeps_errors_that_are_not_the_network(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+
+    def refused(**kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    def broken(**kwargs):
+        raise PermissionError(13, "Permission denied", kwargs["local_dir"])
+
+    monkeypatch.setattr(fineweb, "_hf_hub_download", refused)
+    with pytest.raises(fineweb.HubUnreachable, match=r"could not reach huggingface.co \(ConnectionRefused"):
+        fineweb.download(tmp_path, 0)
+    monkeypatch.setattr(fineweb, "_hf_hub_download", broken)
+    with pytest.raises(PermissionError):  # a local problem is not reported as an unreachable hub
+        fineweb.download(tmp_path, 0)
 
 
 def test_tokenize_with_real_gpt2_matches_tiktoken(tmp_path):

@@ -14,9 +14,11 @@ import dataclasses
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -450,6 +452,12 @@ def _check_positive(cfg) -> None:
         raise ConfigError(
             f"environment variable WANDB_MODE={mode!r} is invalid: choose one of "
             f"{list(WandbMode.__members__)}, or unset it to use wandb.mode"
+        )
+    installed = "wandb" in sys.modules or importlib.util.find_spec("wandb") is not None
+    if mode != WandbMode.disabled.value and not installed:
+        raise ConfigError(
+            f"wandb mode {mode!r} (wandb.mode or $WANDB_MODE) needs the wandb package, which is not "
+            "installed: `pip install wandb`, or train with wandb.mode=disabled (docs/offline.md)"
         )
     for key in ("train.grad_clip", "train.peak_tflops", "wandb.init_timeout_s"):
         value = OmegaConf.select(cfg, key)

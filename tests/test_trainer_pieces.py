@@ -251,6 +251,21 @@ def test_bad_wandb_mode_in_the_environment_is_refused(tmp_path, data_dir, monkey
     assert not (tmp_path / "w").exists()
 
 
+def test_wandb_without_the_package_is_refused_before_any_work(tmp_path, data_dir, monkeypatch):
+    """An offline GPU node has no wandb (docs/offline.md): wandb.mode=offline there is a clear refusal."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    missing = lambda name, *a: None if name == "wandb" else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # wins over wandb.mode (the tests run with it disabled)
+    cfg = compose_cfg(small_run_overrides(tmp_path / "w", data_dir, "muon", steps=1))
+    with pytest.raises(train.ConfigError, match="needs the wandb package, which is not installed"):
+        train.train(cfg)
+    assert not (tmp_path / "w").exists()
+
+
 # ----------------------------------------------------------------------------- the Hydra entry
 def test_hydra_entry_returns_the_final_validation_loss(tmp_path, data_dir):
     """Sweeper plugins (e.g. Optuna) minimise the value the task function returns (Hydra passes it on in

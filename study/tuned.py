@@ -37,7 +37,7 @@ from study.stats import Paired, paired
 from study.tables import fmt_factor, fmt_lr, fmt_num
 
 KEYS = ("grid", "variants", "figures")
-VARIANT_KEYS = ("experiment", "optimizer", "lr", "baseline", "alternative", "label")
+VARIANT_KEYS = ("experiment", "optimizer", "lr", "baseline", "alternative", "tune", "label")
 MANAGED = ("experiment", "optimizer", "seed", "run_dir", "run_name", "optimizer.lr")
 
 
@@ -56,6 +56,22 @@ class Variant:
     baseline: str | None
     alternative: tuple[str, float] | None
     label: str
+    tune: Tune | None = None  # a second axis of the grid: one optimizer key's values
+
+
+@dataclass(frozen=True)
+class Tune:
+    """The grid's second axis: values of one optimizer key, and the one value beyond each edge."""
+
+    key: str
+    values: tuple[float, ...]
+    extend: tuple[float, float] | None = None
+
+    def extension(self, at: float) -> float | None:
+        """The value beyond the edge `at` sits on; None inside, or when there is nothing to widen by."""
+        if self.extend is None or len(self.values) < 2 or at not in (self.values[0], self.values[-1]):
+            return None
+        return self.extend[0] if at == self.values[0] else self.extend[1]
 
 
 @dataclass(frozen=True)
@@ -94,8 +110,8 @@ def read(sf: StudyFile) -> tuple[Grid, list[Variant]]:
     g = sf.data.get("grid") or {}
     check_keys(sf, g, ("seed", "factors", "extend"), "grid.")
     seed = g.get("seed", sf.seeds[0])
-    if seed not in sf.seeds:
-        raise sf.error("grid.seed", f"{seed!r} is not one of seeds {sf.seeds}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise sf.error("grid.seed", f"{seed!r}: give a whole number, e.g. 100 (a selection seed) or 0")
     factors = [number(sf, "grid.factors", f) for f in g.get("factors") or [1]]
     ext = g.get("extend")
     if ext is not None:
@@ -128,6 +144,12 @@ def read(sf: StudyFile) -> tuple[Grid, list[Variant]]:
             alt = (str(next(iter(alt))), float(next(iter(alt.values()))))
             if cfg.get(alt[0]) is not None and float(cfg[alt[0]]) == alt[1]:
                 raise sf.error(f"variants.{vid}.alternative", f"{alt[0]}={alt[1]} is the config's own value")
+        tune = read_tune(sf, vid, opt, cfg, v.get("tune"))
+        if tune is not None and alt is not None:
+            raise sf.error(
+                f"variants.{vid}.tune",
+                "give tune or alternative, not both (tune: the key's values on the grid)",
+            )
         base = v.get("baseline")
         if base is not None and base not in raw:
             raise sf.error(f"variants.{vid}.baseline", f"{base!r} is not a variant of this study")
@@ -141,9 +163,51 @@ def read(sf: StudyFile) -> tuple[Grid, list[Variant]]:
                 base,
                 alt,
                 str(v.get("label") or rundir.optimizer_label(opt)),
+                tune,
             )
         )
     return Grid(seed, factors, ext), variants
+
+
+def read_tune(sf: StudyFile, vid: str, opt: str, cfg: dict, raw) -> Tune | None:
+    """`tune: {key: [values]}` or `tune: {key: {values: [...], extend: {low: a, high: b}}}`, checked: one
+    key, one the optimizer config sets (runs override it as optimizer.<key>=<value>), distinct values."""
+    if raw is None:
+        return None
+    where = f"variants.{vid}.tune"
+    if not (isinstance(raw, dict) and len(raw) == 1):
+        raise sf.error(where, f"{raw!r}: give one key and its values, e.g. {{momentum: [0.85, 0.9, 0.95]}}")
+    key, body = next(iter(raw.items()))
+    key = str(key)
+    if cfg.get(key) is None:
+        set_keys = [k for k in cfg if k not in ("_target_", "label") and not isinstance(cfg[k], (dict, list))]
+        raise sf.error(
+            f"{where}.{key}",
+            f"configs/optimizer/{opt}.yaml does not set {key!r}; tune one of the keys it sets: "
+            + ", ".join(set_keys),
+        )
+    ext = None
+    if isinstance(body, dict):
+        check_keys(sf, body, ("values", "extend"), f"{where}.{key}.")
+        if body.get("extend") is not None:
+            e = body["extend"]
+            check_keys(sf, e, ("low", "high"), f"{where}.{key}.extend.")
+            ext = (
+                number(sf, f"{where}.{key}.extend.low", e.get("low")),
+                number(sf, f"{where}.{key}.extend.high", e.get("high")),
+            )
+        body = body.get("values")
+    if not isinstance(body, list) or not body:
+        raise sf.error(f"{where}.{key}", f"{body!r}: give a list of values, e.g. [0.85, 0.9, 0.95]")
+    values = tuple(sorted(number(sf, f"{where}.{key}", x) for x in body))
+    if len(set(values)) != len(values):
+        raise sf.error(f"{where}.{key}", f"{body!r}: the values must be distinct")
+    if ext is not None and not ext[0] < values[0] < values[-1] < ext[1]:
+        raise sf.error(
+            f"{where}.{key}.extend",
+            f"{{low: {fmt_num(ext[0])}, high: {fmt_num(ext[1])}}} must lie below and above the values {body}",
+        )
+    return Tune(key, values, ext)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -153,6 +217,10 @@ class Choice:
     best_lr: float | None = None
     extension: float | None = None
     alt_won: bool | None = None  # None: no alternative, or not yet known
+    tune_grid: list[float] = field(default_factory=list)  # the tuned key's values tried (a tune variant)
+    best_tune: float | None = None
+    tune_extension: float | None = None
+    runs: int = 0  # the runs at the selection seed that chose the setting (grid, edges, alternative)
 
 
 @dataclass
@@ -171,53 +239,101 @@ def argmin_lr(vals: dict[float, float], centre: float) -> float:
     return min(vals, key=lambda lr: (vals[lr], abs(math.log(lr / centre))))
 
 
+def argmin_point(vals: dict[tuple, float], centre: float, tune: Tune | None) -> tuple:
+    """The (lr, tuned value) of the lowest loss; a tie goes to the lr nearer the centre (in log scale),
+    then to the tuned value nearer the middle of its values."""
+    mid = 0.0 if tune is None else float(np.median(tune.values))
+    return min(
+        vals, key=lambda p: (vals[p], abs(math.log(p[0] / centre)), 0 if p[1] is None else abs(p[1] - mid))
+    )
+
+
+def alt_of(v: Variant, t: float | None) -> tuple[str, float] | None:
+    """The override a grid point at tuned value `t` carries (None: the config's own setting)."""
+    return None if t is None else (v.tune.key, t)
+
+
 def make_plan(grid: Grid, seeds: list[int], variants: list[Variant], outcome) -> Plan:
     """Every run that can be planned now. `outcome(spec)` is the run's final validation loss (inf if it
-    diverged) or None while it has not finished."""
+    diverged) or None while it has not finished. A selection seed among `seeds` also reports; one outside
+    them only selects (phase 1 then runs no paper-lr seeds)."""
     s0, others = grid.seed, [s for s in seeds if s != grid.seed]
     plan = Plan()
     for v in variants:
         lrs = sorted({lr_value(v.centre, f) for f in grid.factors})
-        plan.choices[v.id] = choice = Choice(grid=list(lrs))
-        for lr in lrs:
-            plan.add(Spec(v, lr, s0, None, "1 grid"))
+        ts: list = list(v.tune.values) if v.tune else [None]
+        plan.choices[v.id] = choice = Choice(grid=list(lrs), tune_grid=[t for t in ts if t is not None])
+        for t in ts:
+            for lr in lrs:
+                plan.add(Spec(v, lr, s0, alt_of(v, t), "1 grid"))
         centre = lr_value(v.centre, 1.0)
-        if centre in lrs:
+        if centre in lrs and s0 in seeds and v.tune is None:
             for s in others:
                 plan.add(Spec(v, centre, s, None, "1 paper lr"))
-        vals = {lr: outcome(Spec(v, lr, s0)) for lr in lrs}
-        waiting = [lr for lr, x in vals.items() if x is None]
+        vals = {(lr, t): outcome(Spec(v, lr, s0, alt_of(v, t))) for t in ts for lr in lrs}
+        choice.runs = len(vals)
+        waiting = [p for p, x in vals.items() if x is None]
         if waiting:
-            plan.pending.append(f"{v.id}: best lr, after {len(waiting)} grid run(s) at seed {s0}")
+            what = "best lr" if v.tune is None else f"best lr and {v.tune.key}"
+            plan.pending.append(f"{v.id}: {what}, after {len(waiting)} grid run(s) at seed {s0}")
             continue
-        best = argmin_lr(vals, v.centre)
-        if grid.extend and len(lrs) > 1 and math.isfinite(vals[best]) and best in (lrs[0], lrs[-1]):
-            ext = lr_value(v.centre, grid.extend[0] if best == lrs[0] else grid.extend[1])
+        best_lr, best_t = argmin_point(vals, v.centre, v.tune)
+        edges = []
+        if (
+            grid.extend
+            and len(lrs) > 1
+            and math.isfinite(vals[best_lr, best_t])
+            and best_lr in (lrs[0], lrs[-1])
+        ):
+            ext = lr_value(v.centre, grid.extend[0] if best_lr == lrs[0] else grid.extend[1])
             choice.extension, choice.grid = ext, sorted(lrs + [ext])
-            plan.add(Spec(v, ext, s0, None, "1b grid edge"))
-            vals[ext] = outcome(Spec(v, ext, s0))
-            if vals[ext] is None:
-                plan.pending.append(f"{v.id}: best lr, after the run beyond the grid's edge ({fmt_lr(ext)})")
-                continue
-            best = argmin_lr(vals, v.centre)
-        if not math.isfinite(vals[best]):
+            edges.append((ext, best_t, f"the run beyond the grid's edge ({fmt_lr(ext)})"))
+        if v.tune and math.isfinite(vals[best_lr, best_t]) and v.tune.extension(best_t) is not None:
+            ext_t = v.tune.extension(best_t)
+            choice.tune_extension, choice.tune_grid = ext_t, sorted(choice.tune_grid + [ext_t])
+            edges.append((best_lr, ext_t, f"the run beyond the {v.tune.key} edge ({fmt_num(ext_t)})"))
+        for lr, t, _ in edges:
+            plan.add(Spec(v, lr, s0, alt_of(v, t), "1b grid edge"))
+            vals[lr, t] = outcome(Spec(v, lr, s0, alt_of(v, t)))
+        choice.runs = len(vals)
+        waiting = [what for lr, t, what in edges if vals[lr, t] is None]
+        if waiting:
+            plan.pending.append(f"{v.id}: best lr, after " + " and ".join(waiting))
+            continue
+        best_lr, best_t = argmin_point(vals, v.centre, v.tune)
+        if not math.isfinite(vals[best_lr, best_t]):
             plan.pending.append(f"{v.id}: every lr of the grid diverged; widen grid.factors below them")
             continue
-        choice.best_lr = best
+        choice.best_lr, choice.best_tune = best_lr, best_t
         for s in others:
-            plan.add(Spec(v, best, s, None, "2 best lr"))
+            plan.add(Spec(v, best_lr, s, alt_of(v, best_t), "2 best lr"))
         if v.alternative is None:
             continue
-        plan.add(Spec(v, best, s0, v.alternative, "3 alternative"))
-        a = outcome(Spec(v, best, s0, v.alternative))
+        choice.runs += 1
+        plan.add(Spec(v, best_lr, s0, v.alternative, "3 alternative"))
+        a = outcome(Spec(v, best_lr, s0, v.alternative))
         if a is None:
             plan.pending.append(f"{v.id}: whether {v.alternative[0]} {fmt_num(v.alternative[1])} wins")
             continue
-        choice.alt_won = a < vals[best]
+        choice.alt_won = a < vals[best_lr, None]
         if choice.alt_won:
             for s in others:
-                plan.add(Spec(v, best, s, v.alternative, "3b alternative seeds"))
+                plan.add(Spec(v, best_lr, s, v.alternative, "3b alternative seeds"))
     return plan
+
+
+def budget(v: Variant, grid: Grid, choice: Choice) -> str:
+    """The tuning budget a variant got, from its plan, e.g.
+    'lr ×4 (+1 edge) × momentum ×3 at seed 100: 13 runs'."""
+    n_lr = len({lr_value(v.centre, f) for f in grid.factors})
+    text = f"lr ×{n_lr}" + (" (+1 edge)" if choice.extension is not None else "")
+    if v.tune is not None:
+        text += f" × {v.tune.key} ×{len(v.tune.values)}" + (
+            " (+1 edge)" if choice.tune_extension is not None else ""
+        )
+    if v.alternative is not None:
+        text += f", then {v.alternative[0]} {fmt_num(v.alternative[1])} at the best lr"
+    return f"{text} at seed {grid.seed}: {choice.runs} runs"
 
 
 def read_outcome(folder: Path):
@@ -314,12 +430,27 @@ class Results:
                 + "\nRun it (python scripts/run_study.py <study.yaml>) to finish it"
             )
 
-    def centre(self, v: Variant) -> tuple[float, None]:
+    def centre(self, v: Variant) -> tuple[float | None, None]:
+        """The paper's setting at the reported seeds: planned only when the grid seed is one of them and
+        the variant tunes no second key (else (None, None): not in the table)."""
+        if self.grid.seed not in self.seeds or v.tune is not None:
+            return None, None
         return lr_value(v.centre, 1.0), None
 
     def best(self, v: Variant) -> tuple[float | None, tuple | None]:
         c = self.plan.choices[v.id]
+        if v.tune is not None:
+            return c.best_lr, alt_of(v, c.best_tune)
         return c.best_lr, (v.alternative if c.alt_won else None)
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether the tables carry each variant's tuning budget: a study that tunes a second key or
+        selects on a seed it does not report (the earlier studies' tables stay as they were)."""
+        return self.grid.seed not in self.seeds or any(v.tune for v in self.variants)
+
+    def budget(self, v: Variant) -> str:
+        return budget(v, self.grid, self.plan.choices[v.id])
 
     def finals(self, v: Variant, setting) -> dict[int, float]:
         lr, alt = setting
@@ -327,6 +458,14 @@ class Results:
 
     def delta(self, v: Variant, setting, base: Variant, base_setting) -> Paired:
         return paired(self.finals(v, setting), self.finals(base, base_setting))
+
+    def grid_points(self, v: Variant) -> set[tuple]:
+        """The (lr, tuned value) points planned at the grid seed (without the alternative)."""
+        return {
+            (s.lr, None if s.alt is None else s.alt[1])
+            for s in self.plan.specs
+            if s.variant.id == v.id and s.seed == self.grid.seed and (s.alt is None or v.tune is not None)
+        }
 
     def spec_names(self, v: Variant, setting) -> list[str]:
         lr, alt = setting
@@ -342,6 +481,8 @@ def setting_text(v: Variant, setting) -> str:
 
 def table_at(r: Results, pick) -> list[str]:
     head = "lr" if pick == r.centre else "best lr (× paper), β/q if the alternative won"
+    if r.budgeted and pick != r.centre:
+        head = "best lr (× paper), and the tuned key"
     rows = []
     for v in r.variants:
         if pick(v)[0] is None:
@@ -369,6 +510,7 @@ def table_at(r: Results, pick) -> list[str]:
                 d_text,
                 verdict,
                 f"{np.mean(times):.0f}" if times else "n/a",
+                *([r.budget(v)] if r.budgeted else []),
             ]
         )
     return tables.markdown(
@@ -381,8 +523,9 @@ def table_at(r: Results, pick) -> list[str]:
             "Δ vs baseline (paired, mean ± std)",
             "Verdict",
             "Train time (s)",
+            *(["Tuning budget"] if r.budgeted else []),
         ],
-        "lrlrrrlr",
+        "lrlrrrlr" + ("l" if r.budgeted else ""),
         rows,
     )
 
@@ -392,27 +535,39 @@ def table_grid(r: Results) -> list[str]:
     rows = []
     for v in r.variants:
         c = r.plan.choices[v.id]
-        cells = []
-        for f in factors:
-            lr = next((x for x in c.grid if abs(x / v.centre - f) < 1e-6), None)
-            x = None if lr is None else r.val.get((v.id, lr, r.grid.seed, None))
-            cells.append(
-                ""
-                if lr is None
-                else "…"
-                if x is None
-                else "diverged"
-                if not math.isfinite(x)
-                else f"**{x:.4f}**"
-                if lr == c.best_lr
-                else f"{x:.4f}"
+        for t in c.tune_grid or [None]:
+            cells = []
+            for f in factors:
+                lr = next((x for x in c.grid if abs(x / v.centre - f) < 1e-6), None)
+                x = None if lr is None else r.val.get((v.id, lr, r.grid.seed, alt_of(v, t)))
+                cells.append(
+                    ""
+                    if lr is None or (x is None and (lr, t) not in r.grid_points(v))
+                    else "…"
+                    if x is None
+                    else "diverged"
+                    if not math.isfinite(x)
+                    else f"**{x:.4f}**"
+                    if lr == c.best_lr and t == c.best_tune
+                    else f"{x:.4f}"
+                )
+            label = v.label if t is None else f"{v.label}, {v.tune.key} {fmt_num(t)}"
+            best = "n/a" if c.best_lr is None else fmt_lr(c.best_lr)
+            if t is not None and c.best_tune is not None:
+                best += f", {v.tune.key} {fmt_num(c.best_tune)}"
+            rows.append(
+                [label, v.batch, fmt_lr(v.centre), *cells, best, *([r.budget(v)] if r.budgeted else [])]
             )
-        rows.append(
-            [v.label, v.batch, fmt_lr(v.centre), *cells, "n/a" if c.best_lr is None else fmt_lr(c.best_lr)]
-        )
     return tables.markdown(
-        ["Variant", "B", "paper lr", *map(fmt_factor, factors), "best lr"],
-        "lrr" + "r" * len(factors) + "r",
+        [
+            "Variant",
+            "B",
+            "paper lr",
+            *map(fmt_factor, factors),
+            "best lr" if not r.budgeted else "best",
+            *(["Tuning budget"] if r.budgeted else []),
+        ],
+        "lrr" + "r" * len(factors) + "r" + ("l" if r.budgeted else ""),
         rows,
     )
 
@@ -595,7 +750,8 @@ def draw(sf: StudyFile, r: Results, out: Path) -> list[Path]:
     panels: dict[tuple, list] = {}
     for v in r.variants:
         base = r.by_id.get(v.baseline) if v.baseline else v
-        pts = [(lr / v.centre, r.val.get((v.id, lr, r.grid.seed, None))) for lr in r.plan.choices[v.id].grid]
+        at = alt_of(v, r.plan.choices[v.id].best_tune) if v.tune else None
+        pts = [(lr / v.centre, r.val.get((v.id, lr, r.grid.seed, at))) for lr in r.plan.choices[v.id].grid]
         line = (v.optimizer, v.label, [(f, x) for f, x in pts if x is not None and math.isfinite(x)])
         panels.setdefault((base.label, v.batch), []).append(line)
     paths += plots.lr_grid(
@@ -628,14 +784,14 @@ def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool 
         w.writeheader()
         w.writerows(csv_rows(r))
     s0 = r.grid.seed
-    md = [
-        f"# {sf.title}",
-        "",
-        "## At the papers' hyperparameters",
-        "",
-        *table_at(r, r.centre),
-        "",
-        "## Each at its best (lr, and β/q if the alternative won)",
+    selected = "" if s0 in r.seeds else f", chosen at selection seed {s0}, reported at seeds {r.seeds}"
+    md = [f"# {sf.title}", ""]
+    if any(r.centre(v)[0] is not None for v in r.variants):
+        md += ["## At the papers' hyperparameters", "", *table_at(r, r.centre), ""]
+    md += [
+        "## Each at its best (lr, and β/q if the alternative won)"
+        if not r.budgeted
+        else f"## Each at its best (lr and its tuned key{selected})",
         "",
         *table_at(r, r.best),
         "",
@@ -643,10 +799,10 @@ def report_study(sf: StudyFile, out: Path | None = None, allow_incomplete: bool 
         "",
         *table_grid(r),
         "",
-        "## β / q (at the best lr)",
-        "",
-        *table_alternatives(r),
-        "",
+    ]
+    if any(v.alternative for v in r.variants):
+        md += ["## β / q (at the best lr)", "", *table_alternatives(r), ""]
+    md += [
         "## Timing",
         "",
         *table_timing(r),

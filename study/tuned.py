@@ -1,24 +1,34 @@
 """Kind `tuned`: every variant at its own best learning rate (and β/q), then at every seed. Study file keys:
 
     grid        seed: the seed the grid and the β/q choice run at (the rule: the best lr is the lowest final
-                      validation loss at this seed; a tie goes to the lr nearer the centre, in log scale)
+                      validation loss at this seed; a tie goes to the lr nearer the centre, in log scale,
+                      then to the tuned value nearer the middle of its values). One of `seeds`: it also
+                      reports. Any other (a selection seed, e.g. 100 with seeds [0, 1, 2]): it only selects;
+                      the reported seeds run only at the chosen setting and the tables average only them
                 factors: multiples of the centre lr, e.g. [1/3, 1, 3, 10]
                 extend: {low: 1/10, high: 30}: when the best sits at an edge of the grid, one more lr beyond
                       it (optional)
     variants    id -> experiment (required), optimizer (default: the id before '@'), lr (the grid's centre;
                 default: the optimizer config's lr, the paper's), baseline (a variant id: the comparison at
                 the same batch), alternative ({key: value}: one other optimizer setting tried at the best lr;
-                it replaces the config's value at every seed when it wins at the grid seed), label (default:
-                the optimizer config's label)
+                it replaces the config's value at every seed when it wins at the grid seed), tune ({key:
+                [values]} or {key: {values: [...], extend: {low: a, high: b}}}: a second axis of the grid,
+                a key the optimizer config sets, every lr × every value at the grid seed; when the best
+                sits at an edge of the values, one more run at the best lr with `low` or `high`; not with
+                alternative), label (default: the optimizer config's label)
     figures     name -> title, variants (the first is the baseline): each drawn at its best setting
 
 Phases, each planned as soon as what it depends on has finished: 1 the grid at the grid seed and the other
-seeds at the centre lr; 1b the extension; 2 the other seeds at the best lr; 3 the alternative at the grid
-seed; 3b its other seeds if it won. A run that became non-finite (its summary.json says diverged) counts as
+seeds at the centre lr (only for a grid seed among the seeds and a variant without tune); 1b the extension
+(the lr beyond the edge at the best tuned value, the tuned value beyond the edge at the best lr: each axis
+widened once); 2 the other seeds at the best setting; 3 the alternative at the grid seed; 3b its other
+seeds if it won. A run that became non-finite (its summary.json says diverged) counts as
 an infinite loss. Runs are named ``<optimizer>_b<B>_lr<lr>_s<seed>[_<key><value>]``.
 
 Outputs beside the study file: tables.md (at the centre lr, each at its best, the grid, the alternatives,
-the timing), summary.csv (one row per run), figures/<name>.png and figures/lr_grid.png.
+the timing), summary.csv (one row per run), figures/<name>.png and figures/lr_grid.png. A study that tunes
+a key or selects on an unreported seed prints each variant's tuning budget (from the plan: 'lr ×4 (+1 edge)
+× momentum ×3 at seed 100: 13 runs') as a column of its tables.
 """
 
 from __future__ import annotations

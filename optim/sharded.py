@@ -106,7 +106,6 @@ class ShardedOptimizer(torch.optim.Optimizer):
         if unknown:
             raise UnknownHyperparameter(unknown, [*defaults, "adamw_lr", "adamw_weight_decay"])
         defaults.update(hparams)
-        defaults["ns_dtype"] = as_dtype("ns_dtype", defaults["ns_dtype"])
         return defaults
 
     def _geometries(self) -> list[Geometry]:

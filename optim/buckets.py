@@ -29,14 +29,31 @@ def matrix_view_shape(p: Tensor) -> tuple[int, int]:
     return int(p.shape[0]), int(p.numel() // p.shape[0])
 
 
+class _ReplicatedParts:
+    """What both replicated layouts share: state is kept as it is, and a clip scales the averaged buffer."""
+
+    @staticmethod
+    def scale(out: Tensor, coef: float) -> Tensor:
+        return out.mul_(coef)
+
+    @staticmethod
+    def open_state(state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+    @staticmethod
+    def close_state(state: dict[str, Any], local: dict[str, Any], p: Tensor) -> None:
+        """Nothing to do: ``open_state`` handed out the state itself."""
+
+
 @dataclass
-class MatrixBucket:
+class MatrixBucket(_ReplicatedParts):
     group_index: int
     shape: tuple[int, int]
     params: list[Tensor]
     world: int
     rank: int
     layout = "matrix"
+    partial = False  # the owner holds whole matrices: a whole-tensor norm is local
 
     @property
     def chunks(self) -> int:
@@ -101,7 +118,7 @@ class MatrixBucket:
 
 
 @dataclass
-class FlatBucket:
+class FlatBucket(_ReplicatedParts):
     group_index: int
     params: list[Tensor]
     world: int
@@ -110,6 +127,7 @@ class FlatBucket:
     offsets: list[int] = field(default_factory=list)
     total: int = 0
     layout = "elementwise"
+    partial = True  # every rank holds a slice: a whole-tensor norm needs an all-reduce
 
     def __post_init__(self) -> None:
         off = 0

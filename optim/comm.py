@@ -83,3 +83,15 @@ class Comm:
             work = dist.all_gather_into_tensor(out, inp.reshape(-1), group=self.group, async_op=True)
         self._current.append((work, inp, out))
         return out.view(self.world, *inp.shape), work
+
+    def all_to_all(self, send: Tensor) -> Tensor:
+        """Blocking: ``send`` is ``(W, ...)``; returns ``recv`` with ``recv[s]`` = rank s's ``send[r]``
+        (r: this rank). Identity at world size 1."""
+        if self.world == 1:
+            return send
+        send = send.contiguous()
+        recv = torch.empty_like(send)
+        work = dist.all_to_all_single(recv, send, group=self.group, async_op=True)
+        self._current.append((work, send, recv))
+        work.wait()
+        return recv

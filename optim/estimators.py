@@ -19,16 +19,21 @@ def reference_or_gradient(g: Tensor, h: Tensor | None) -> Tensor:
     return g if h is None else h
 
 
-def mars_correction(g: Tensor, h: Tensor | None, gamma: float, beta: float, clip: bool) -> Tensor:
+def mars_correction(
+    g: Tensor, h: Tensor | None, gamma: float, beta: float, clip: bool, norm: Tensor | None = None
+) -> Tensor:
     """MARS-corrected gradient of MuonMVR (the MuonMVR paper):
 
     ``c_t = g_t + γ · β/(1−β) · (g_t − h_t)``, then per tensor ``c_t ← c_t / max(1, ‖c_t‖_F)``
-    (only when ``clip``). γ = 0 with the clip off gives ``c_t = g_t``.
+    (only when ``clip``). γ = 0 with the clip off gives ``c_t = g_t``. ``g`` and ``h`` may be a part of
+    the tensor (a shard); ``norm`` is then ``‖c_t‖_F`` of the whole tensor (None: the norm of ``c_t``
+    as given).
     """
     h = reference_or_gradient(g, h)
     c = g if gamma == 0.0 or h is g else g + (gamma * beta / (1.0 - beta)) * (g - h)
     if clip:
-        c = c / c.norm().clamp_min(1.0)  # ÷ max(1, ‖c_t‖_F) without a host sync
+        norm = c.norm() if norm is None else norm
+        c = c / norm.clamp_min(1.0)  # ÷ max(1, ‖c_t‖_F) without a host sync
     return c
 
 

@@ -24,6 +24,7 @@ owned part ``X`` in place (``shape``: the full parameter's shape).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,7 +45,14 @@ class Estimator:
     """``fn`` computes u_t; ``state`` names the tensors it keeps per parameter (for ``state_bytes`` and
     docs); ``uses_reference(group)`` says whether it consumes h_t with these hyperparameters (False →
     the optimizer never asks the loop for a reference: one gradient pass per step); ``hparams`` maps each
-    hyperparameter it reads to its check, ``defaults`` gives their values when not passed."""
+    hyperparameter it reads to its check, ``defaults`` gives their values when not passed.
+
+    ``whole_norm_of``: for an estimator that divides by the Frobenius norm of a whole parameter's
+    tensor (MuonMVR's clip), ``whole_norm_of(group)`` returns ``x(g, h)``, the elementwise tensor whose
+    norm it needs, or None when these hyperparameters need none. Where no rank holds the whole
+    parameter (elementwise slices, FSDP2 rows), the optimizer sums ``‖x‖²`` of the parts over ranks
+    (one all-reduce a bucket) and calls ``fn(state, g, h, group, norm=‖x‖_F)``; elsewhere ``fn`` is
+    called without ``norm`` and takes the norm of what it holds."""
 
     name: str
     fn: EstimatorFn
@@ -52,6 +60,7 @@ class Estimator:
     uses_reference: Callable[[dict[str, Any]], bool]
     hparams: dict[str, Check] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
+    whole_norm_of: Callable[[dict[str, Any]], Callable[[Tensor, Tensor | None], Tensor] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,11 +118,18 @@ def _ema(state: dict, g: Tensor, h: Tensor | None, group: dict) -> Tensor:
     return M
 
 
-def _mars(state: dict, g: Tensor, h: Tensor | None, group: dict) -> Tensor:
+def _mars(state: dict, g: Tensor, h: Tensor | None, group: dict, norm: Tensor | None = None) -> Tensor:
     beta = group["momentum"]
-    c = E.mars_correction(g, h, group["gamma"], beta, group["clip"])
+    c = E.mars_correction(g, h, group["gamma"], beta, group["clip"], norm=norm)
     state["momentum"] = M = E.ema(state.get("momentum"), c, beta)
     return E.nesterov(M, c, beta) if group["nesterov"] else M
+
+
+def _mars_norm_of(group: dict) -> Callable[[Tensor, Tensor | None], Tensor] | None:
+    """The clip divides by ‖c_t‖_F of the whole parameter: c_t before the clip."""
+    if not group["clip"]:
+        return None
+    return lambda g, h: E.mars_correction(g, h, group["gamma"], group["momentum"], clip=False)
 
 
 def _storm(state: dict, g: Tensor, h: Tensor | None, group: dict) -> Tensor:
@@ -182,6 +198,7 @@ for _est in (
             "nesterov": boolean,
         },
         MARS,
+        whole_norm_of=_mars_norm_of,
     ),
     Estimator("storm", _storm, ("momentum",), _always, _BETA, BETA),
     Estimator("mvr2", _mvr2, ("G", "momentum"), _always, {**_BETA, **_Q}, {**BETA, **Q}),
@@ -231,7 +248,7 @@ def spectral_scale(group: dict, A: int, B: int) -> float:
 
 
 def _spectral_apply(X: Tensor, O: Tensor, group: dict, shape: torch.Size) -> None:
-    A, B = X.shape
+    A, B = int(shape[0]), math.prod(shape[1:])  # the whole parameter's 2-D view; X may be rows of it
     decay = 1.0 if group["constrained"] else group["weight_decay"]  # constrained Scion: (1 − η) X
     U.scaled_spectral_update_(X, O, group["lr"], spectral_scale(group, A, B), decay)
 

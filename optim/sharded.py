@@ -3,11 +3,17 @@ checkpoints. The math lives in the registered estimators and geometries (:mod:`o
 the layout in :mod:`optim.buckets`, the collectives in :mod:`optim.comm`.
 
 Distributed execution (``optim/README.md`` §5), one code path for world size 1..N (world size 1
-when ``torch.distributed`` is not initialized, where every collective is the identity): gradients
-are reduce-scattered to their owner and averaged; the owner runs the estimator and the geometry on
-its part and keeps its state; updated parameters are all-gathered asynchronously, overlapping the
-next bucket's work. Each rank leaves its *local mean* gradient in ``.grad``; a parameter whose
-``.grad`` is None contributes a zero gradient, so collectives stay matched across ranks.
+when ``torch.distributed`` is not initialized, where every collective is the identity), in one of two
+modes chosen by the parameters themselves:
+
+- **replicated** (plain tensors, DDP-style: every rank holds every parameter and its own local
+  gradient): gradients are reduce-scattered to their owner and averaged; the owner runs the estimator
+  and the geometry on its part and keeps its state; updated parameters are all-gathered
+  asynchronously, overlapping the next bucket's work. Each rank leaves its *local mean* gradient in
+  ``.grad``; a parameter whose ``.grad`` is None contributes a zero gradient, so collectives stay
+  matched across ranks.
+- **fsdp2** (DTensors sharded by ``fully_shard``, whose gradients FSDP2 has already averaged): every
+  rank works on its own rows, and whole matrices travel by all-to-all (:mod:`optim.dtensor`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import Tensor
 
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
+from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_numel, mesh_of, plan_local_buckets
 from .newton_schulz import NS_COEFFICIENTS, NS_STEPS
 from .registry import ESTIMATORS, Estimator, Geometry, get_estimator, get_geometry
 from .validation import UnknownHyperparameter, as_dtype, bad, check_choice, check_float, check_int
@@ -57,6 +64,10 @@ class ShardedOptimizer(torch.optim.Optimizer):
     ``reference``, ``ns_steps``, ``ns_coefficients``, ``ns_dtype``); an unknown keyword is an
     :class:`~optim.validation.UnknownHyperparameter` (a ``TypeError`` naming the closest known ones).
     ``adamw_lr`` / ``adamw_weight_decay`` (None: ``lr`` / ``weight_decay``) apply to ``"adamw"`` groups.
+
+    Parameters are either all plain tensors (replicated mode; ``process_group``: the ranks to shard
+    over, default the world) or all DTensors sharded by FSDP2 (``fsdp2`` mode, on their mesh's group);
+    :attr:`sharding` says which.
     """
 
     supported_lmos: tuple[str, ...] | None = None  # None: every registered geometry
@@ -82,6 +93,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
             k: v for k, v in (("lr", adamw_lr), ("weight_decay", adamw_weight_decay)) if v is not None
         }
         self._comm = Comm(process_group)
+        self._mode: str | None = None  # "replicated" | "fsdp2", fixed by the first param group
         self._grad_clip: float | None = None
         self._plan: list[Bucket] | None = None
         self._warned: set[str] = set()
@@ -89,6 +101,9 @@ class ShardedOptimizer(torch.optim.Optimizer):
         if not params:
             raise ValueError("Invalid params: the optimizer got an empty parameter list")
         super().__init__(params, defaults)
+        if self._mode == "fsdp2":
+            mesh = mesh_of(p for g in self.param_groups for p in g["params"])
+            self._comm = Comm(mesh.get_group())
         refs = {g["reference"] for g in self.param_groups if self._geometry(g).estimator is None}
         if len(refs) > 1:
             raise ValueError(
@@ -164,6 +179,18 @@ class ShardedOptimizer(torch.optim.Optimizer):
         for k, p in enumerate(ps):
             if not isinstance(p, Tensor):
                 raise TypeError(f"Invalid params: element {k} is a {type(p).__name__}, not a Tensor")
+            mode = "fsdp2" if is_dtensor(p) else "replicated"
+            if self._mode is not None and mode != self._mode:
+                kinds = {"fsdp2": "a DTensor", "replicated": "a plain tensor"}
+                raise ValueError(
+                    f"Invalid params: parameter of shape {tuple(p.shape)} is {kinds[mode]} but earlier ones "
+                    f"are {kinds[self._mode]}s; one optimizer steps either replicated parameters or "
+                    "parameters sharded by fully_shard (apply fully_shard to the root module too, so that "
+                    "every parameter is sharded)"
+                )
+            self._mode = mode
+            if mode == "fsdp2":
+                check_fsdp_param(p, f"parameter of shape {tuple(p.shape)}")
             if id(p) in seen:
                 raise ValueError(
                     f"Invalid params: parameter of shape {tuple(p.shape)} appears more than once "
@@ -231,6 +258,12 @@ class ShardedOptimizer(torch.optim.Optimizer):
         self._grad_clip = value
 
     @property
+    def sharding(self) -> str:
+        """``"replicated"`` (plain tensors, DDP-style) or ``"fsdp2"`` (DTensors sharded by
+        ``fully_shard``)."""
+        return self._mode or "replicated"
+
+    @property
     def world_size(self) -> int:
         return self._comm.world
 
@@ -241,7 +274,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
     def state_bytes(self) -> int:
         """Bytes of optimizer state held by this rank."""
         return sum(
-            v.numel() * v.element_size()
+            local_numel(v) * v.element_size()
             for s in self.state.values()
             for v in s.values()
             if isinstance(v, Tensor)
@@ -254,6 +287,9 @@ class ShardedOptimizer(torch.optim.Optimizer):
             plan: list[Bucket] = []
             for gi, group in enumerate(self.param_groups):
                 matrix = self._geometry(group).layout == "matrix"
+                if self._mode == "fsdp2":
+                    plan += plan_local_buckets(gi, group["params"], matrix, self._comm, matrix_view_shape)
+                    continue
                 buckets: dict[tuple, list[Tensor]] = {}
                 for p in group["params"]:
                     if not p.requires_grad:
@@ -264,6 +300,13 @@ class ShardedOptimizer(torch.optim.Optimizer):
                     plan.append(MatrixBucket(gi, shape, ps, W, r) if matrix else FlatBucket(gi, ps, W, r))
             self._plan = plan
         return self._plan
+
+    def _averaged(self, bucket: Bucket | LocalBucket) -> tuple[Any, Any]:
+        """Launch the averaging of a bucket's gradients: a reduce-scatter to the owners (replicated), or
+        nothing (fsdp2: FSDP2 averaged them). Finish with ``self._comm.wait_mean``."""
+        if isinstance(bucket, LocalBucket):
+            return bucket.gather_grads()
+        return self._comm.reduce_scatter_mean(bucket.pack_grads())
 
     # ---------------------------------------------------------------- reference hand-over
     def update_last_grad(self) -> None:
@@ -291,7 +334,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         # Clipping needs the norm of the whole pass (the paper's loop clips every parameter's gradient),
         # so with grad_clip every bucket is reduced; without it, only those that keep a reference.
         plan = [b for b in self._get_plan() if uses[b.group_index] or self._grad_clip is not None]
-        launched = [(b, *self._comm.reduce_scatter_mean(b.pack_grads())) for b in plan]
+        launched = [(b, *self._averaged(b)) for b in plan]
         if self._grad_clip is not None:
             self._clip_(launched)
         for bucket, out, work in launched:
@@ -299,19 +342,28 @@ class ShardedOptimizer(torch.optim.Optimizer):
             if not uses[bucket.group_index]:
                 continue
             for p, _, g in bucket.owned(out):
-                state = self.state[p]
+                state = bucket.open_state(self.state[p])
                 if key in state:
                     state[key].copy_(g)
                 else:
                     state[key] = g.clone()  # owned buffer, never an alias of p.grad
+                if key == "h":
+                    state["h_ready"] = True
+                bucket.close_state(self.state[p], state, p)
 
     def _take_reference(self, source: str, state: dict[str, Any]) -> Tensor | None:
+        """h_t of this step. A two-pass source keeps ``h`` allocated from its first step on, with
+        ``h_ready`` saying whether a hand-over filled it since it was last used: the state's keys then
+        do not change from step to step, which ``torch.distributed.checkpoint`` needs (it loads into the
+        keys a fresh optimizer's first step creates)."""
         if source == "none":
             return None
         if source == "prev_step":
             return state.get("h")
-        h = state.pop("h", None)
-        if h is None and state.get("step", 0) > 0 and "missing_reference" not in self._warned:
+        if state.get("h_ready", "h" in state):  # a state saved before h_ready: h present means handed over
+            state["h_ready"] = False
+            return state["h"]
+        if state.get("step", 0) > 0 and "missing_reference" not in self._warned:
             self._warned.add("missing_reference")
             warnings.warn(
                 f"step() with reference source {source!r} but no reference gradient was handed over "
@@ -319,7 +371,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 RuntimeWarning,
                 stacklevel=4,
             )
-        return h
+        return None
 
     @staticmethod
     def _finish_reference(source: str, state: dict[str, Any], g: Tensor) -> None:
@@ -328,12 +380,17 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 state["h"].copy_(g)
             else:
                 state["h"] = g.clone()
-        elif "h_next" in state:
-            state["h"] = state.pop("h_next")
+        elif source in TWO_PASS_SOURCES:
+            if "h_next" in state:  # update_lookahead_grad's h becomes the next step's h_t
+                state["h"] = state.pop("h_next")
+                state["h_ready"] = True
+            else:
+                state.setdefault("h", torch.zeros_like(g))
+                state["h_ready"] = False
         state["step"] = state.get("step", 0) + 1
 
     # ---------------------------------------------------------------- gradient clipping
-    def _clip_(self, launched: list[tuple[Bucket, Tensor, Any]]) -> None:
+    def _clip_(self, launched: list[tuple[Any, Any, Any]]) -> None:
         """Global-norm clipping of one averaged gradient pass, on the owned parts only:
 
         ``n = sqrt(Σ_p ‖ḡ_p‖_F²)`` over every parameter of the pass (ḡ: the mean over ranks), then
@@ -348,34 +405,54 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 sq = g.detach().square().sum()
                 total = sq if total is None else total + sq
         if total is None:
-            total = torch.zeros((), device=launched[0][1].device if launched else "cpu")
+            total = torch.zeros((), device=launched[0][0].params[0].device if launched else "cpu")
         total = comm.all_reduce_sum(total)
         coef = self._grad_clip / (total.sqrt().item() + 1e-6)
         for i, (bucket, out, _work) in enumerate(launched):
             if coef < 1.0:
-                out.mul_(coef)
+                out = bucket.scale(out, coef)
             launched[i] = (bucket, out, None)  # already waited
 
     # ---------------------------------------------------------------- the step
-    def _update_bucket(self, bucket: Bucket, out: Tensor) -> None:
+    def _update_bucket(self, bucket: Bucket | LocalBucket, out: Any) -> None:
         group = self.param_groups[bucket.group_index]
         geometry, estimator = self._geometry(group), self._estimator(group)
         source = self._group_reference(group)
-        owned = bucket.owned(out)
+        owned = [(p, X, g, bucket.open_state(self.state[p])) for p, X, g in bucket.owned(out)]
+        hs = [self._take_reference(source, state) for _, _, _, state in owned]
+        norms = self._whole_norms(bucket, estimator, owned, hs, group)
         directions = []
-        for p, _, g in owned:
-            state = self.state[p]
-            h = self._take_reference(source, state)
-            directions.append(estimator.fn(state, g, h, group))
+        for (p, _, g, state), h, norm in zip(owned, hs, norms):
+            directions.append(estimator.fn(state, g, h, group, **({} if norm is None else {"norm": norm})))
             self._finish_reference(source, state, g)
+            bucket.close_state(self.state[p], state, p)
         if not directions:
             return
-        if geometry.layout == "matrix":
-            updates = geometry.transform(torch.stack(directions), group)  # batched (Newton–Schulz)
-        else:
+        if geometry.layout == "elementwise":
             updates = [geometry.transform(u, group) for u in directions]
-        for (p, X, _), D in zip(owned, updates):
+        elif isinstance(bucket, LocalBucket):  # whole matrices by all-to-all, batched per owner
+            updates = bucket.whole_matrices(directions, lambda U: geometry.transform(U, group))
+        else:
+            updates = geometry.transform(torch.stack(directions), group)  # batched (Newton–Schulz)
+        for (p, X, _, _), D in zip(owned, updates):
             geometry.apply(X, D, group, p.shape)
+
+    def _whole_norms(
+        self, bucket: Any, estimator: Estimator, owned: list, hs: list, group: dict[str, Any]
+    ) -> list[Tensor | None]:
+        """``‖x(g, h)‖_F`` of every whole parameter (``Estimator.whole_norm_of``) where this rank holds
+        only parts of them: the parts' squared norms, one all-reduce for the bucket. None: the estimator
+        takes the norm of what it holds (it holds whole tensors, or needs no norm)."""
+        of = estimator.whole_norm_of(group) if estimator.whole_norm_of is not None else None
+        if of is None or not bucket.partial:
+            return [None] * len(owned)
+        index = {id(p): k for k, p in enumerate(bucket.params)}
+        dtype = torch.promote_types(bucket.params[0].dtype, torch.float32)
+        sq = torch.zeros(len(bucket.params), dtype=dtype, device=bucket.params[0].device)
+        for (p, _, g, _), h in zip(owned, hs):
+            sq[index[id(p)]] = of(g, h).square().sum()
+        norms = self._comm.all_reduce_sum(sq).sqrt()
+        return [norms[index[id(p)]].to(g.dtype) for p, _, g, _ in owned]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -395,14 +472,14 @@ class ShardedOptimizer(torch.optim.Optimizer):
             )
         comm = self._comm
         comm.begin_step()
-        launched = [(b, *comm.reduce_scatter_mean(b.pack_grads())) for b in plan]
+        launched = [(b, *self._averaged(b)) for b in plan]
         if self._grad_clip is not None:
             self._clip_(launched)
         gathers = []
         for bucket, out, work in launched:
             comm.wait_mean(out, work)
             self._update_bucket(bucket, out)
-            if comm.world > 1:
+            if comm.world > 1 and not isinstance(bucket, LocalBucket):
                 gathers.append((bucket, *comm.all_gather(bucket.pack_owned())))
         for bucket, full, work in gathers:
             work.wait()
@@ -413,8 +490,13 @@ class ShardedOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """This rank's state (what it owns), the sharding it was saved under and, per parameter index,
         the element slice ``[lo, hi)`` of the flattened parameter that elementwise state covers (absent:
-        the whole parameter). :meth:`load_sharded_state_dicts` re-shards a list of them."""
+        the whole parameter). :meth:`load_sharded_state_dicts` re-shards a list of them.
+
+        In ``fsdp2`` mode: torch's own layout, with state held as DTensors, for
+        ``torch.distributed.checkpoint`` (which saves, loads and re-shards it)."""
         sd = super().state_dict()
+        if self._mode == "fsdp2":
+            return sd
         slices = {}
         index = {id(p): i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
         for bucket in self._get_plan():
@@ -430,6 +512,11 @@ class ShardedOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load this rank's own state, saved at the same world size and rank. To resume on another
         number of ranks, pass every rank's state dict to :meth:`load_sharded_state_dicts`."""
+        if self._mode == "fsdp2":
+            super().load_state_dict(state_dict)
+            self._fill_missing_hparams()
+            self._plan = None
+            return
         state_dict = dict(state_dict)
         meta = state_dict.pop("sharding", None)
         state_dict.pop("slices", None)
@@ -450,6 +537,12 @@ class ShardedOptimizer(torch.optim.Optimizer):
 
         Matrix state is whole on its owner; elementwise state is stitched from the saved ``[lo, hi)``
         slices. The result equals the state an uninterrupted run at the new world size would hold."""
+        if self._mode == "fsdp2":
+            raise ValueError(
+                "load_sharded_state_dicts is for replicated parameters; parameters sharded by fully_shard "
+                "keep DTensor state: load it with torch.distributed.checkpoint (get_state_dict / dcp.load "
+                "/ set_state_dict), which re-shards to any number of ranks"
+            )
         if not state_dicts:
             raise ValueError("load_sharded_state_dicts needs the state dicts of every saved rank")
         saved_world = {sd.get("sharding", {}).get("world_size") for sd in state_dicts}

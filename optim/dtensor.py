@@ -1,0 +1,188 @@
+"""Parameters sharded by FSDP2 (DTensors, ``Shard(0)`` on a 1-D device mesh): the buckets of the
+``fsdp2`` mode of :class:`optim.sharded.ShardedOptimizer` (``optim/README.md`` §5, "FSDP2").
+
+FSDP2 (``torch.distributed.fsdp.fully_shard``) cuts every parameter by rows: with ``W`` ranks and
+``A`` rows, ``c = ceil(A/W)`` and rank r holds rows ``[min(rc, A), min(rc + c, A))`` (``torch.chunk``'s
+rule; trailing ranks may hold none). Its backward has already averaged each gradient onto the same
+rows. So:
+
+- elementwise work (every estimator, the sign and AdamW steps) runs on the local rows, with no
+  communication; an estimator that divides by a whole tensor's norm gets it from one all-reduce of
+  the squared norms of a bucket's local parts (``Estimator.norm_input``);
+- a geometry with ``layout="matrix"`` (Newton–Schulz) gets whole matrices without any rank gathering
+  all of them: a bucket's n same-shape matrices are dealt out, matrix i to rank ``i mod W``. One
+  all-to-all moves every rank's rows of matrix i to that owner, which stacks the rows (padded to
+  ``c`` each) into whole matrices and transforms its ``ceil(n/W)`` at once; a second all-to-all
+  returns every rank's rows of the result.
+
+Optimizer state lives on the local rows, held as DTensors with the parameter's placement, so
+``torch.distributed.checkpoint`` saves, loads and re-shards it (W ranks → W′ ranks) like any FSDP2
+optimizer state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.distributed.tensor import DTensor, Shard
+
+from .comm import Comm
+
+
+def is_dtensor(p: Tensor) -> bool:
+    return isinstance(p, DTensor)
+
+
+def local_rows(A: int, world: int, rank: int) -> tuple[int, int]:
+    """``[lo, hi)``: the rows of an A-row parameter that rank ``rank`` of ``world`` holds under
+    ``Shard(0)`` (``c = ceil(A/W)``; rank r: ``[min(rc, A), min(rc + c, A))``)."""
+    c = math.ceil(A / world)
+    return min(rank * c, A), min(rank * c + c, A)
+
+
+def check_fsdp_param(p: Tensor, where: str) -> None:
+    """A DTensor parameter this optimizer can step: ``Shard(0)`` on a 1-D mesh, rows as FSDP2 cuts them."""
+    mesh, placements = p.device_mesh, tuple(p.placements)
+    if mesh.ndim != 1 or placements != (Shard(0),):
+        raise ValueError(
+            f"Invalid params: {where} is a DTensor placed {placements} on a {mesh.ndim}-D mesh; the "
+            "optimizers step DTensors sharded by FSDP2, Shard(0) on a 1-D mesh (fully_shard(model, mesh=...) "
+            "with a 1-D mesh). Shard the model with FSDP2 only, or pass plain tensors."
+        )
+    lo, hi = local_rows(p.shape[0], mesh.size(), mesh.get_local_rank())
+    if p.to_local().shape[0] != hi - lo:
+        raise ValueError(
+            f"Invalid params: {where} holds {p.to_local().shape[0]} rows on rank {mesh.get_local_rank()}, "
+            f"expected {hi - lo} (torch.chunk's rule over {mesh.size()} ranks, as fully_shard cuts them)"
+        )
+
+
+def mesh_of(params: Iterable[Tensor]) -> Any:
+    """The one device mesh of a list of DTensor parameters (``ValueError`` if they use several)."""
+    meshes: list[Any] = []
+    for p in params:
+        if not any(p.device_mesh == m for m in meshes):  # fully_shard makes an equal mesh per call
+            meshes.append(p.device_mesh)
+    if len(meshes) != 1:
+        raise ValueError(
+            f"Invalid params: the parameters are sharded over {len(meshes)} different device meshes; one "
+            "optimizer steps parameters of one mesh (one fully_shard mesh per optimizer)"
+        )
+    return meshes[0]
+
+
+def _local_grad(p: Tensor) -> Tensor:
+    """This rank's rows of the averaged gradient (zero when ``.grad`` is None)."""
+    local = p.to_local()
+    if p.grad is None:
+        return torch.zeros_like(local)
+    g = p.grad
+    return g.to_local() if isinstance(g, DTensor) else g
+
+
+def open_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The state with every DTensor replaced by its local rows (views, not copies)."""
+    return {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
+
+
+def close_state(state: dict[str, Any], local: dict[str, Any], p: Tensor) -> None:
+    """Write back what an estimator left in ``local``: a tensor shaped like ``p``'s local rows becomes a
+    DTensor with ``p``'s placement (no communication); anything else is kept as it is."""
+    shape = p.to_local().shape
+    state.clear()
+    for key, value in local.items():
+        if isinstance(value, Tensor) and not isinstance(value, DTensor) and value.shape == shape:
+            value = DTensor.from_local(
+                value, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride()
+            )
+        state[key] = value
+
+
+@dataclass
+class LocalBucket:
+    """Parameters of one param group (for ``"matrix"``: of one 2-D view shape ``A × B``) sharded by FSDP2.
+
+    Every rank "owns" the local rows of every parameter: the estimator and an elementwise geometry run
+    there. ``whole_matrices`` is the all-to-all round trip of the matrix layout."""
+
+    group_index: int
+    params: list[Tensor]
+    comm: Comm
+    shape: tuple[int, int] | None  # (A, B) for the matrix layout, None for elementwise
+    partial = True  # no rank holds a whole parameter: a whole-tensor norm needs an all-reduce
+
+    @property
+    def layout(self) -> str:
+        return "elementwise" if self.shape is None else "matrix"
+
+    def gather_grads(self) -> tuple[list[Tensor], None]:
+        """The averaged gradient's local rows (FSDP2 averaged it already): no collective."""
+        return [_local_grad(p) for p in self.params], None
+
+    @staticmethod
+    def scale(out: list[Tensor], coef: float) -> list[Tensor]:
+        return [g * coef for g in out]  # never scales the caller's .grad in place
+
+    def owned(self, out: list[Tensor]) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """(param, its local rows to update, their gradient) for every parameter of the bucket; for the
+        matrix layout the rows are viewed as ``(rows, B)``."""
+        items = []
+        for p, g in zip(self.params, out):
+            X = p.to_local()
+            if self.shape is not None:
+                X = X.view(X.shape[0], self.shape[1])
+            items.append((p, X, g))
+        return items
+
+    def open_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        return open_state(state)
+
+    def close_state(self, state: dict[str, Any], local: dict[str, Any], p: Tensor) -> None:
+        close_state(state, local, p)
+
+    def whole_matrices(self, directions: list[Tensor], transform: Callable[[Tensor], Tensor]) -> list[Tensor]:
+        """``transform`` applied to whole matrices, returned as each rank's rows.
+
+        Matrix i goes to rank ``o = i mod W`` in slot ``j = i // W``. The first all-to-all sends the
+        ``(W, ceil(n/W), c, B)`` buffer whose ``[o, j]`` holds this rank's rows of matrix ``jW + o``
+        (zero-padded to c rows); the owner reads ``recv[s, j]`` = rank s's rows, so its whole matrix j is
+        ``recv[:, j]`` stacked by rank, cut to A rows. It transforms its matrices as one batch, and the
+        second all-to-all sends each rank its rows back."""
+        assert self.shape is not None
+        A, B = self.shape
+        W, r = self.comm.world, self.comm.rank
+        c, n = math.ceil(A / W), len(self.params)
+        chunks = math.ceil(n / W)
+        ref = directions[0]
+        send = ref.new_zeros((W, chunks, c, B))
+        for i, u in enumerate(directions):
+            send[i % W, i // W, : u.shape[0]].copy_(u.reshape(-1, B))
+        recv = self.comm.all_to_all(send)
+        mine = len(range(r, n, W))
+        whole = recv.permute(1, 0, 2, 3).reshape(chunks, W * c, B)[:mine, :A]
+        back = ref.new_zeros((chunks, W * c, B))
+        if mine:
+            back[:mine, :A] = transform(whole)
+        result = self.comm.all_to_all(back.view(chunks, W, c, B).permute(1, 0, 2, 3).contiguous())
+        return [result[i % W, i // W, : u.shape[0]] for i, u in enumerate(directions)]
+
+
+def plan_local_buckets(
+    group_index: int, params: list[Tensor], matrix: bool, comm: Comm, view_shape: Callable[[Tensor], Any]
+) -> list[LocalBucket]:
+    """Buckets of one param group: one per (2-D view shape, dtype) for the matrix layout, else one per
+    dtype."""
+    buckets: dict[tuple, list[Tensor]] = {}
+    for p in params:
+        if p.requires_grad:
+            buckets.setdefault((view_shape(p) if matrix else None, p.dtype), []).append(p)
+    return [LocalBucket(group_index, ps, comm, shape) for (shape, _), ps in buckets.items()]
+
+
+def local_numel(v: Tensor) -> int:
+    return v.to_local().numel() if isinstance(v, DTensor) else v.numel()

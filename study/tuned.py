@@ -47,7 +47,7 @@ from study.stats import Paired, paired
 from study.tables import fmt_factor, fmt_lr, fmt_num
 
 KEYS = ("grid", "variants", "figures")
-VARIANT_KEYS = ("experiment", "optimizer", "lr", "baseline", "alternative", "tune", "label")
+VARIANT_KEYS = ("experiment", "optimizer", "lr", "baseline", "alternative", "tune", "label", "steps")
 MANAGED = ("experiment", "optimizer", "seed", "run_dir", "run_name", "optimizer.lr")
 
 
@@ -67,6 +67,7 @@ class Variant:
     alternative: tuple[str, float] | None
     label: str
     tune: Tune | None = None  # a second axis of the grid: one optimizer key's values
+    steps: int | None = None  # train.steps of this variant's runs (None: the experiment's)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class Spec:
     def name(self) -> str:
         v = self.variant
         tag = f"_{self.alt[0]}{fmt_num(self.alt[1])}" if self.alt else ""
-        return f"{v.optimizer}_b{v.batch}_lr{fmt_lr(self.lr)}_s{self.seed}{tag}"
+        steps = f"_{v.steps}steps" if v.steps is not None else ""
+        return f"{v.optimizer}{steps}_b{v.batch}_lr{fmt_lr(self.lr)}_s{self.seed}{tag}"
 
     def setting(self) -> str:
         return f"lr {fmt_lr(self.lr)}" + (f", {self.alt[0]} {fmt_num(self.alt[1])}" if self.alt else "")
@@ -160,6 +162,14 @@ def read(sf: StudyFile) -> tuple[Grid, list[Variant]]:
                 f"variants.{vid}.tune",
                 "give tune or alternative, not both (tune: the key's values on the grid)",
             )
+        steps = v.get("steps")
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+            raise sf.error(f"variants.{vid}.steps", f"{steps!r}: give a positive whole number of steps")
+        if steps is not None and any(o.split("=")[0].lstrip("+") == "train.steps" for o in sf.overrides):
+            raise sf.error(
+                f"variants.{vid}.steps",
+                "the study's overrides set train.steps too: set steps per variant, or in overrides only",
+            )
         base = v.get("baseline")
         if base is not None and base not in raw:
             raise sf.error(f"variants.{vid}.baseline", f"{base!r} is not a variant of this study")
@@ -174,6 +184,7 @@ def read(sf: StudyFile) -> tuple[Grid, list[Variant]]:
                 alt,
                 str(v.get("label") or rundir.optimizer_label(opt)),
                 tune,
+                steps,
             )
         )
     return Grid(seed, factors, ext), variants
@@ -390,6 +401,8 @@ def plan_study(sf: StudyFile, composer) -> tuple[list[launch.Run], list[str]]:
         if spec.alt:
             ov.append(f"optimizer.{spec.alt[0]}={spec.alt[1]!r}")
         ov += [f"batch.global_seqs={v.batch}", f"batch.name=b{v.batch}", *sf.overrides]
+        if v.steps is not None:
+            ov.append(f"train.steps={v.steps}")
         run_dir = sf.folder / spec.name
         cfg = composer(ov)
         cfg["run_dir"] = launch.display_path(run_dir)

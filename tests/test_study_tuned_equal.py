@@ -200,3 +200,21 @@ def test_dry_run_plans_the_committed_equal_study(tmp_path, capsys):
     assert "gluon_mvr2 seed=100 (lr 1.2e-4, beta 0.85, phase 1 grid)" in out
     assert "gluon_mvr2: best lr and beta, after 12 grid run(s) at seed 100" in out
     assert " seed=0 " not in out and sorted(p.name for p in path.parent.iterdir()) == ["study.yaml"]
+
+
+def test_steps_per_variant_compares_per_gradient_evaluation(tmp_path, capsys):
+    """results/proxy_equal_600/study.yaml: MVR2 (two passes a step) runs half the steps of Muon and MVR1, each
+    run name says so, and a study that also sets train.steps in its overrides is refused."""
+    (tmp_path / "p600").mkdir()
+    path = tmp_path / "p600" / "study.yaml"
+    path.write_text((ROOT / "results" / "proxy_equal_600" / "study.yaml").read_text())
+    assert run_study.main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "27 runs known now (0 done, 0 diverged, 0 resume, 27 new)" in out  # 3 variants × 3 lr × 3 values
+    assert "optimizer=muon_mvr2 seed=100 optimizer.lr=0.003 optimizer.momentum=0.9" in out
+    assert "train.steps=300 run_dir=" in out and "muon_mvr2_300steps_b16_lr3e-3_s100_momentum0.9" in out
+    assert "muon_600steps_b16_lr1e-3_s100_momentum0.85" in out
+    both = path.read_text().replace("overrides: [train.log_every=50]", "overrides: [train.steps=100]")
+    path.write_text(both)
+    assert run_study.main([str(path), "--dry-run"]) == 2
+    assert "variants.muon.steps: the study's overrides set train.steps too" in capsys.readouterr().err

@@ -61,6 +61,11 @@ class LanguageModel(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # parameters() yields a tied tensor once
 
+    def shard_units(self) -> list[nn.Module]:
+        """The repeated blocks: under ``sharding=fsdp2`` each is one ``fully_shard`` unit (its weights are
+        gathered for its forward and backward only); the root holds the rest (harness/sharding.py)."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its blocks (shard_units)")
+
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N for the matmuls plus the attention scores (PaLM appendix B)."""
         c = self.cfg
@@ -200,6 +205,9 @@ class GPT(LanguageModel):
     @property
     def loss_impl(self) -> str:
         return self.cfg.loss_impl
+
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.transformer.h)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx, targets: (B, T) token ids (targets -100 are ignored). Returns (logits, loss).

@@ -172,6 +172,9 @@ class Track3GPT(LanguageModel):
             else:
                 p.normal_(std=(TRACK3_INIT_VAR / p.size(-1)) ** 0.5)
 
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx, targets: (B, T). Returns (soft-capped float32 logits, None) without targets, else
         (None, mean token loss)."""

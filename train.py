@@ -12,6 +12,7 @@ the summary. The machinery it calls lives in harness/, one concern per module:
     harness/config.py       the config schema (every key, type, choice, default) and the checks before work
     harness/optimizer.py    the optimizer a config names (`_target_`), its param groups, 1..N ranks
     harness/distributed.py  ranks, signals, dying with torchrun, `fail_together` (a failure on any rank)
+    harness/sharding.py     the weights over the ranks: replicated, or fsdp2 (fully_shard)
     harness/batching.py     micro-batch sizing, the GPU micro-batch probe, the data loaders
     harness/checkpoint.py   checkpoints, the run lock, the resume rules
     harness/metrics.py      train.log, metrics.jsonl, wandb, throughput and MFU, the summary
@@ -21,9 +22,10 @@ the summary. The machinery it calls lives in harness/, one concern per module:
 Config groups: configs/. Optimizers: optim/ (equations: optim/README.md). Model: model.py. Data: data/.
 
 Step t uses the global batch xi_t (batch.global_seqs sequences over ranks and micro-batches). No DDP:
-optim/'s optimizers average gradients across ranks themselves, so both passes of a two-pass estimator
-communicate alike (docs/training.md, "How a step is arranged"); any other optimizer class is wrapped so
-that its gradients are averaged before its step (harness/optimizer.py).
+with sharding=replicated optim/'s optimizers average gradients across ranks themselves, so both passes of
+a two-pass estimator communicate alike (docs/training.md, "How a step is arranged"), and any other
+optimizer class is wrapped so that its gradients are averaged before its step (harness/optimizer.py);
+with sharding=fsdp2, FSDP2 averages every pass onto each rank's shard.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from harness.checkpoint import Checkpointer, NonFinite, RunLock
 from harness.config import (
     ConfigError,
     ModelConfig,
+    Sharding,
     TrainCfg,
     check_command_line,
     check_config,
@@ -79,6 +82,7 @@ from harness.distributed import (
 from harness.distributed import teardown as teardown_distributed
 from harness.memory import retain_freed_memory
 from harness.metrics import Metrics, Progress, RunLog, write_run_header
+from harness.sharding import lay_out, local_part
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume
@@ -169,8 +173,8 @@ def optimizer_step(model, optimizer, batch, step: int, steps: int, autocast) -> 
 
 
 def params_finite(model) -> torch.Tensor:
-    """A 0-d bool tensor: every parameter is finite (no host sync)."""
-    return torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+    """A 0-d bool tensor: every parameter (this rank's shard of it) is finite (no host sync)."""
+    return torch.stack([torch.isfinite(local_part(p)).all() for p in model.parameters()]).all()
 
 
 @torch.no_grad()
@@ -192,9 +196,12 @@ def train(cfg) -> dict:
     notes = check_before_work(cfg)
     retain_freed_memory()  # CPU steps reuse freed buffers instead of re-faulting them (harness/memory.py)
     exit_with_parent()
-    rank, world, device = setup_distributed(cfg.device)
+    fsdp2 = cfg.sharding == Sharding.fsdp2
+    rank, world, device = setup_distributed(cfg.device, group_of_one=fsdp2)  # FSDP2 needs a group
     run_dir = Path(cfg.run_dir)
-    ckpt = Checkpointer(run_dir, rank, world, every=cfg.train.ckpt_every, steps=cfg.train.steps)
+    ckpt = Checkpointer(
+        run_dir, rank, world, every=cfg.train.ckpt_every, steps=cfg.train.steps, sharding=cfg.sharding
+    )
     ctx = RunContext(rank, world, device, ckpt, RunLog(run_dir, rank), StopSignal())
     try:
         with fail_together(world):
@@ -206,6 +213,8 @@ def train(cfg) -> dict:
         ctx.log.close()
         if ctx.lock is not None:
             ctx.lock.release()
+        if fsdp2 and world == 1:
+            teardown_distributed()  # the group of one made above
 
 
 @dataclass
@@ -223,14 +232,17 @@ class RunContext:
 
 
 def _build(cfg, ctx: RunContext):
-    """Model, optimizer, loaders and the micro-batch: everything that can still fail on bad input
-    (nothing is written to run_dir yet). Returns (model, optimizer, loader, val_loader, micro, probed)."""
+    """Model (laid out over the ranks), optimizer, loaders and the micro-batch: everything that can still
+    fail on bad input (nothing is written to run_dir yet). Returns (model, the module to call forward on,
+    optimizer, loader, val_loader, micro, probed)."""
     rank, world, device = ctx.rank, ctx.world, ctx.device
     torch.manual_seed(cfg.seed)  # the same seed on every rank gives the same weights; rank 0's are broadcast
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    with fail_together(world):  # also the barrier after rank 0 wrote synthetic shards
+    with fail_together(world):
         model = build_model(cfg).to(device)
+    fwd_model = lay_out(model, cfg.sharding, world, device, compile_enabled(cfg, device.type))
+    with fail_together(world):  # also the barrier after rank 0 wrote synthetic shards
         optimizer = build_optimizer(cfg.optimizer, model, cfg.train.grad_clip)
         if rank == 0:
             write_synthetic_data_if_needed(cfg)
@@ -241,16 +253,13 @@ def _build(cfg, ctx: RunContext):
         else:
             micro = micro_batch_size(cfg.batch.global_seqs, cfg.batch.micro_seqs, world, micro_cap(cfg.train))
         loader = train_loader(cfg, micro, rank, world, device)
-    if world > 1:
-        for t in model.state_dict().values():
-            dist.broadcast(t, src=0)
     if probed:  # CUDA, max_micro_seqs=auto: the largest micro-batch that fits, the same on every rank
         try_size = probe_try_size(cfg, model, world, autocast_for(device), accumulate_grad)
         micro = probe_micro_seqs(cfg.batch.global_seqs // world, micro, try_size, world, ctx.log.print)
         loader = train_loader(cfg, micro, rank, world, device)
     with fail_together(world):
         val = val_loader(cfg, micro, rank, world, device)
-    return model, optimizer, loader, val, micro, probed
+    return model, fwd_model, optimizer, loader, val, micro, probed
 
 
 def autocast_for(device: torch.device):
@@ -261,13 +270,12 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
     # ---- build: everything that can fail on bad input, before anything is written
     run_dir, world, device = Path(cfg.run_dir), ctx.world, ctx.device
     ckpt, log, stop = ctx.ckpt, ctx.log, ctx.stop
-    model, optimizer, loader, val, micro, probed = _build(cfg, ctx)
+    model, fwd_model, optimizer, loader, val, micro, probed = _build(cfg, ctx)
     progress = Progress()
     if resume_from is not None:
         ckpt.load(resume_from, saved, model, optimizer, loader)
         progress = Progress.from_state(saved)
     compile_on = compile_enabled(cfg, device.type)
-    fwd_model = torch.compile(model) if compile_on else model
     autocast = autocast_for(device)
 
     # ---- from here on the run writes into run_dir (rank 0)
@@ -276,7 +284,7 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
     write_run_header(log, cfg, world, device, run_dir, notes)
     log.print(
         f"model {cfg.model.name}: {model.num_params():,} parameters; loss {model.loss_impl}; "
-        f"compile {compile_on}"
+        f"compile {compile_on}; sharding {cfg.sharding.value}"
     )
     log.print(
         f"optimizer {cfg.optimizer.name} (reference {optimizer.reference_source}, "

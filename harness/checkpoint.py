@@ -1,10 +1,12 @@
 """Checkpoints, the run lock, and the rules for resuming.
 
 A run directory holds ``ckpt/step_XXXXXX/{model.pt, optim_rank{r}.pt, state.pt}`` and ``ckpt/LATEST``
-(harness/rundir.py has the whole contract). The `Checkpointer` decides when to save (`should_save`),
-refuses to save a non-finite optimizer state (`save_if_finite`) and names the last good checkpoint when a
-run stops on a non-finite value (`last_good`). A resumption must have the checkpoint's config, except the
-keys harness/config.py declares free or the user opts in with ``resume_allow`` (`check_resume_config`).
+(harness/rundir.py has the whole contract); under ``sharding=fsdp2`` a torch.distributed.checkpoint folder
+``dcp/`` (model and optimizer, sharded) replaces the ``optim_rank{r}.pt`` files. The `Checkpointer`
+decides when to save (`should_save`), refuses to save a non-finite optimizer state (`save_if_finite`) and
+names the last good checkpoint when a run stops on a non-finite value (`last_good`). A resumption must
+have the checkpoint's config, except the keys harness/config.py declares free or the user opts in with
+``resume_allow`` (`check_resume_config`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from harness.config import (
     Config,
     ConfigError,
     Resume,
+    Sharding,
     flat_config,
     resume_free,
     with_model_target,
 )
 from harness.distributed import barrier
+from harness.sharding import local_part
+
+DCP_DIR = "dcp"  # a checkpoint's torch.distributed.checkpoint folder under sharding=fsdp2
 
 
 def made_folders(path: Path) -> list[Path]:
@@ -115,12 +121,24 @@ class Checkpointer:
     it, so a crash at any moment leaves the previous checkpoint usable; older ones are then removed.
     state.pt holds the step, counters, the loader position, the RNG state and the resolved config.
     Optimizer state is saved per rank (what the rank owns) and re-sharded on load when the number of
-    ranks changed (`load_sharded_state_dicts`). Only finite parameters and optimizer state are saved.
+    ranks changed (`load_sharded_state_dicts`). Under ``sharding=fsdp2`` the model and the optimizer go
+    into one torch.distributed.checkpoint folder (``dcp/``, every rank writes its shards), which loads on
+    any number of ranks; rank 0 still writes the whole model to model.pt for readers outside the trainer.
+    Only finite parameters and optimizer state are saved.
     """
 
-    def __init__(self, run_dir: Path, rank: int, world: int, every: int = 0, steps: int = 0):
+    def __init__(
+        self,
+        run_dir: Path,
+        rank: int,
+        world: int,
+        every: int = 0,
+        steps: int = 0,
+        sharding: Sharding = Sharding.replicated,
+    ):
         self.root, self.rank, self.world = run_dir / rundir.CKPT, rank, world
         self.every, self.steps = every, steps  # train.ckpt_every (0: only at the end), train.steps
+        self.sharding = sharding
 
     def should_save(self, done: int, stopping: bool = False) -> bool:
         """After step ``done``: every train.ckpt_every steps, at the last step, and when stopping."""
@@ -193,9 +211,13 @@ class Checkpointer:
         if self.rank == 0:
             path.mkdir(parents=True, exist_ok=True)
         barrier(self.world)
-        atomic_save(optimizer.state_dict(), path / f"optim_rank{self.rank}.pt")
+        if self.sharding == Sharding.fsdp2:
+            model_state = save_dcp(path / DCP_DIR, model, optimizer)
+        else:
+            atomic_save(optimizer.state_dict(), path / f"optim_rank{self.rank}.pt")
+            model_state = model.state_dict()
         if self.rank == 0:
-            atomic_save(model.state_dict(), path / "model.pt")
+            atomic_save(model_state, path / "model.pt")
             atomic_save(
                 dict(step=step, world_size=self.world, loader=loader_state, rng=rng_state(), **extra),
                 path / "state.pt",
@@ -212,27 +234,62 @@ class Checkpointer:
 
     def load(self, path: Path, state: dict, model, optimizer, loader) -> None:
         device = next(model.parameters()).device
-        model.load_state_dict(torch.load(path / "model.pt", map_location=device))
         saved_world = state["world_size"]
-        if saved_world == self.world:
-            optimizer.load_state_dict(
-                torch.load(path / f"optim_rank{self.rank}.pt", map_location=device, weights_only=False)
-            )
-        else:  # re-shard: every rank reads all W saved files and keeps what it owns now
-            files = [path / f"optim_rank{r}.pt" for r in range(saved_world)]
-            missing = [str(f) for f in files if not f.exists()]
-            if missing:
-                raise RuntimeError(f"checkpoint {path} lacks {missing}; it cannot be resumed")
-            optimizer.load_sharded_state_dicts(
-                [torch.load(f, map_location="cpu", weights_only=False) for f in files]
-            )
+        if self.sharding == Sharding.fsdp2:  # DCP re-shards onto any number of ranks itself
+            if not (path / DCP_DIR).is_dir():
+                raise RuntimeError(f"checkpoint {path} has no {DCP_DIR}/ folder; it cannot be resumed")
+            load_dcp(path / DCP_DIR, model, optimizer)
+        else:
+            model.load_state_dict(torch.load(path / "model.pt", map_location=device))
+            if saved_world == self.world:
+                optimizer.load_state_dict(
+                    torch.load(path / f"optim_rank{self.rank}.pt", map_location=device, weights_only=False)
+                )
+            else:  # re-shard: every rank reads all W saved files and keeps what it owns now
+                files = [path / f"optim_rank{r}.pt" for r in range(saved_world)]
+                missing = [str(f) for f in files if not f.exists()]
+                if missing:
+                    raise RuntimeError(f"checkpoint {path} lacks {missing}; it cannot be resumed")
+                optimizer.load_sharded_state_dicts(
+                    [torch.load(f, map_location="cpu", weights_only=False) for f in files]
+                )
         loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
 
 
+def _torch_optimizer(optimizer):
+    """The torch.optim.Optimizer itself: a `Replicated` wrapper's inner one (DCP steps and reads it)."""
+    from harness.optimizer import Replicated
+
+    return optimizer.optimizer if isinstance(optimizer, Replicated) else optimizer
+
+
+def save_dcp(folder: Path, model, optimizer) -> dict:
+    """Every rank writes its shards of the model and optimizer state (torch.distributed.checkpoint);
+    returns the whole model's state dict on rank 0 (gathered to the CPU), an empty dict elsewhere."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, _torch_optimizer(optimizer))
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(folder))
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_dcp(folder: Path, model, optimizer) -> None:
+    """Load a `save_dcp` folder into the sharded model and its optimizer, on any number of ranks."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    opt = _torch_optimizer(optimizer)
+    model_sd, optim_sd = get_state_dict(model, opt)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=str(folder))
+    set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
+
 def optimizer_state_finite(optimizer) -> bool:
     return all(
-        bool(torch.isfinite(v).all())
+        bool(torch.isfinite(local_part(v)).all())
         for s in optimizer.state.values()
         for v in s.values()
         if isinstance(v, torch.Tensor) and v.is_floating_point()

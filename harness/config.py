@@ -48,6 +48,11 @@ class Device(Enum):
     cuda = "cuda"
 
 
+class Sharding(Enum):
+    replicated = "replicated"  # every rank holds the whole model (harness/sharding.py)
+    fsdp2 = "fsdp2"  # fully_shard: each rank holds 1/W of every weight, gradient and optimizer state
+
+
 class WandbMode(Enum):
     disabled = "disabled"
     offline = "offline"
@@ -211,6 +216,7 @@ class Config:
     resume: Resume = Resume.auto
     resume_allow: list[str] = field(default_factory=list)  # keys that may differ from the checkpoint's
     device: Device = Device.auto
+    sharding: Sharding = Sharding.replicated  # how weights are laid out over ranks (harness/sharding.py)
     compile: str = "auto"  # auto (on for CUDA, off for CPU) | true | false
 
 

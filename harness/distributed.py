@@ -22,10 +22,11 @@ from harness.config import ConfigError, Device
 DIST_BACKEND_CUDA = "cpu:gloo,cuda:nccl"  # NCCL alone cannot reduce a CPU tensor
 
 
-def setup_distributed(device_pref: Device):
+def setup_distributed(device_pref: Device, group_of_one: bool = False):
     """(rank, world_size, device). torchrun sets RANK/WORLD_SIZE. On GPUs the process group has NCCL for
     CUDA tensors and gloo for CPU ones (the trainer's small control collectives: pre-flight agreement,
-    checkpoint finiteness, the probe's minimum); on CPUs gloo only."""
+    checkpoint finiteness, the probe's minimum); on CPUs gloo only. ``group_of_one``: make a process group
+    in one process too (FSDP2 needs one; an in-memory store, so nothing listens on a port)."""
     use_cuda = torch.cuda.is_available() if device_pref == Device.auto else device_pref == Device.cuda
     if use_cuda and not torch.cuda.is_available():
         raise ConfigError(
@@ -42,10 +43,11 @@ def setup_distributed(device_pref: Device):
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    backend = DIST_BACKEND_CUDA if use_cuda else "gloo"
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(
-            backend=DIST_BACKEND_CUDA if use_cuda else "gloo", device_id=device if use_cuda else None
-        )
+        dist.init_process_group(backend=backend, device_id=device if use_cuda else None)
+    elif group_of_one and not dist.is_initialized():
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
     return rank, world, device
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
+from torch.distributed.tensor import DTensor
 
 from harness.config import ConfigError
 from optim import ROUTED_GROUPS, HyperparameterError, UnknownHyperparameter, build_param_groups
@@ -230,7 +231,8 @@ class TrainerOptimizer(Protocol):
 
 class Replicated:
     """Any torch optimizer under the trainer's protocol, on 1..N ranks: ``step()`` averages every
-    ``.grad`` over ranks (one flat all-reduce; a missing ``.grad`` counts as zero on more than one rank),
+    ``.grad`` over ranks (one flat all-reduce; a missing ``.grad`` counts as zero on more than one rank;
+    nothing under sharding=fsdp2, where FSDP2 averaged each gradient onto its shard),
     clips the global norm if ``grad_clip`` is set (``torch.nn.utils.clip_grad_norm_``), then steps the
     wrapped optimizer. Every rank holds the same whole state, so a checkpoint of any rank resumes on any
     number of ranks. One gradient pass a step."""
@@ -259,7 +261,7 @@ class Replicated:
     def step(self) -> None:
         params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if world > 1:
+        if world > 1 and not any(isinstance(p, DTensor) for p in params):  # fsdp2: FSDP2 averaged them
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)

@@ -412,3 +412,24 @@ def test_bench_loss_tiny_cpu(capsys):
     assert out["plain"]["ms"] > 0 and out["chunked"]["ms"] > 0
     assert out["ratio"]["analytic_bytes"] == 0.25
     assert "chunked / plain: time" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("preset", "layers", "width", "params"), [
+    ("gpt2_medium", 24, 1024, 353_501_184),
+    ("gpt2_large", 36, 1280, 772_177_920),
+    ("gpt2_xl", 48, 1600, 1_555_046_400),
+])
+def test_gpt2_size_presets_have_gpt2s_layers_widths_and_parameter_counts(preset, layers, width, params):
+    """configs/model/gpt2_{medium,large,xl}.yaml as the trainer composes them (built on the meta device):
+    GPT-2's layer counts and widths, 64-dimensional heads, tied embedding; V·d + 12·L·d² parameters
+    (GPT-2's own counts, 355M / 774M / 1.56B, also hold biases, LayerNorm gains and position embeddings)."""
+    from helpers.trainer_utils import compose_cfg
+
+    import train
+
+    cfg = compose_cfg([f"model={preset}", "data=synthetic"])
+    with torch.device("meta"):
+        m = train.build_model(cfg)
+    c = m.cfg
+    assert (c.n_layer, c.d_model, c.head_dim, c.vocab_size) == (layers, width, 64, 50304)
+    assert m.num_params() == 50304 * width + 12 * layers * width**2 == params

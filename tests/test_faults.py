@@ -397,6 +397,28 @@ def test_preemption_signals_2ranks(tmp_path, data_dir, jobs, reference_2rank):
     assert_same_metrics(read_metrics(run_dir), reference_2rank, what="2 ranks, SIGTERM at 4, SIGUSR1 at 7")
 
 
+@pytest.mark.dist
+@pytest.mark.slow
+def test_fsdp2_sigterm_checkpoints_exits_75_and_resumes(tmp_path, data_dir, jobs):
+    """sharding=fsdp2: SIGTERM to both workers while step 4 runs: both exit 75 with the step-4 checkpoint
+    (a DCP folder, model.pt, state.pt); the rerun finishes and equals the uninterrupted fsdp2 run exactly."""
+    ref_dir = tmp_path / "reference"
+    jobs(tmp_path, "reference", overrides(ref_dir, data_dir, OPT2, sharding="fsdp2"), nproc=2).expect(
+        lambda rc: rc == 0
+    )
+    run_dir = tmp_path / "run"
+    args = overrides(run_dir, data_dir, OPT2, sharding="fsdp2")
+    job = jobs(tmp_path, "sigterm", args, nproc=2, wait_at=3, wait_ranks="0,1")
+    for pid in job.ready_pids([0, 1]):
+        os.kill(pid, signal.SIGTERM)
+    job.wait()
+    assert job.exit_codes() == {0: str(train.EXIT_PREEMPTED), 1: str(train.EXIT_PREEMPTED)}, job.tail()
+    assert latest(run_dir) == "step_000004"
+    assert {p.name for p in (run_dir / "ckpt" / "step_000004").iterdir()} == {"dcp", "model.pt", "state.pt"}
+    jobs(tmp_path, "final", args, nproc=2).expect(lambda rc: rc == 0)
+    assert_same_metrics(read_metrics(run_dir), read_metrics(ref_dir), what="fsdp2, SIGTERM at 4")
+
+
 AGENT_SIGNALS = [
     (signal.SIGTERM, []),  # torchrun's agent forwards SIGTERM by default
     # ... but not SIGUSR1: by default the agent dies of it and takes its workers along, no checkpoint
@@ -455,6 +477,35 @@ def test_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs):
     job.expect(lambda rc: rc == 0)
     assert "at step 6 (saved by 1 ranks, re-sharded onto 3)" in job.text(), job.tail()
     assert_same_metrics(read_metrics(run_dir), reference, rel=2e-3, what="2 → 1 → 3 ranks")
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_fsdp2_kill9_anywhere_and_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs):
+    """sharding=fsdp2 (torch.distributed.checkpoint): 2 ranks, rank 1 killed after a random step; 1 rank
+    reruns and is killed inside the save of step 6 after state.pt (its DCP folder complete, LATEST not
+    moved), then again after step 7; 3 ranks resume the step-6 checkpoint and finish. The curve equals the
+    uninterrupted 2-rank fsdp2 run to the tolerance of another number of ranks (see the test above)."""
+    sizes = {"batch.global_seqs": 12, "batch.micro_seqs": 2, "data.val_tokens": 24 * 64, "sharding": "fsdp2"}
+    ref_dir = tmp_path / "reference"
+    ref = jobs(tmp_path, "reference", overrides(ref_dir, data_dir, OPT2, **sizes), nproc=2)
+    ref.expect(lambda rc: rc == 0)
+    reference = read_metrics(ref_dir)
+    run_dir = tmp_path / "run"
+    args = overrides(run_dir, data_dir, OPT2, **sizes)
+    jobs(tmp_path, "2ranks", args, nproc=2, kill_after=KILL_2RANK, ranks="1").expect(lambda rc: rc != 0)
+    job = jobs(tmp_path, "1rank_in_save", args, kill_in_save="6:state.pt")
+    job.expect(lambda rc: rc == -signal.SIGKILL)
+    assert latest(run_dir) == "step_000003", job.tail()
+    assert (run_dir / "ckpt" / "step_000006" / "dcp" / ".metadata").exists()
+    assert not list((run_dir / "ckpt" / "step_000006").glob("optim_rank*.pt"))
+    job = jobs(tmp_path, "1rank", args, kill_after=7)
+    job.expect(lambda rc: rc == -signal.SIGKILL)
+    assert latest(run_dir) == "step_000006", job.tail()
+    job = jobs(tmp_path, "3ranks", args, nproc=3)
+    job.expect(lambda rc: rc == 0)
+    assert "at step 6 (saved by 1 ranks, re-sharded onto 3)" in job.text(), job.tail()
+    assert_same_metrics(read_metrics(run_dir), reference, rel=2e-3, what="fsdp2: 2 → 1 → 3 ranks")
 
 
 # ----------------------------------------------------------------------------- 4. config drift

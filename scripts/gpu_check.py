@@ -1,7 +1,7 @@
 """One acceptance command for a GPU machine: the gpu tests, then short GPT-124M runs, then one table.
 
     python scripts/gpu_check.py --quick             # one GPU, about 4.4 minutes: five runs, no tests
-    python scripts/gpu_check.py                     # one GPU, about 7.4 minutes: the tests and six runs
+    python scripts/gpu_check.py                     # one GPU, about 9.0 minutes: the tests and seven runs
     python scripts/gpu_check.py --nproc 8           # the same runs under torchrun --standalone x 8
     python scripts/gpu_check.py --quick --plan      # print the plan and its estimate, run nothing
     python scripts/gpu_check.py --smoke [--quick]   # the same plumbing on a CPU at tiny sizes (< 1 min)
@@ -23,10 +23,14 @@ What it does, in order:
         eager64                               muon, model=gpt124m batch=b512 compile=false
                                               batch.micro_seqs=64: the memory of the eager path; a peak of
                                               40 GiB or more fails the run (the target is well under it)
+        fsdp2                                 muon_mvr1 as above with sharding=fsdp2: FSDP2 over NCCL, bf16
+                                              weight gathers with float32 gradient reduction, each block
+                                              compiled, the checkpoint through torch.distributed.checkpoint
      all on the synthetic shards with train.steps=12 (--quick: 5) train.val_every=0 train.ckpt_every=0
      and a validation set of one global batch (only the end-of-run validation and checkpoint are done;
      the checkpoint is deleted once the run's summary is read). --quick leaves out gluon (the one-pass
-     Gluon costs what muon does) and the gpu tests;
+     Gluon costs what muon does), fsdp2 (`--quick --runs fsdp2` checks it alone: ~1.5 min) and the gpu
+     tests;
   5. prints each run's table row as it finishes and rewrites the table after every run, so a check cut
      short (Ctrl-C, or SIGTERM from `timeout` or a scheduler: exit 130) still leaves the rows it finished,
      as <out>/gpu_check.md (markdown) and <out>/gpu_check.json: run, median ms/step after the timing
@@ -60,7 +64,8 @@ with a two-pass one, 2.39 s eager), plus per process ~15 s of start-up, final va
 ~5 s for the micro-batch probe of a compiled run, and torch.compile: ~60 s for the first compiled process
 (cold caches), ~20 s for each later one (the same model and micro-batch: inductor's caches are warm).
 With the default 12 steps: gpu tests ~1 min, muon ~1.6 min, muon_mvr1 and gluon ~0.9 min each, gluon_mvr1
-and fig1 ~1.1 min each, eager64 ~0.7 min, set-up ~0.1 min: ~7.4 min in all; with --quick's 5 steps
+and fig1 ~1.1 min each, eager64 ~0.7 min, fsdp2 ~1.6 min (its blocks compile cold; its step time is an
+estimate, 1.25 s, until a GPU measures it), set-up ~0.1 min: ~9.0 min in all; with --quick's 5 steps
 (median over the 3 after the warm-up): muon 1.4 min, muon_mvr1 0.8, gluon_mvr1 and fig1 0.9 each,
 eager64 0.4, set-up 0.1: ~4.4 min. Lower --steps (at least
 train.timing_warmup + 1 = 3) if a slower GPU runs over.
@@ -91,7 +96,8 @@ from study import REPO, launch  # noqa: E402
 
 BASELINE = "muon"
 OPTIMIZER_RUNS = ("muon", "muon_mvr1", "gluon", "gluon_mvr1")
-RUN_NAMES = (*OPTIMIZER_RUNS, "fig1", "eager64")
+RUN_NAMES = (*OPTIMIZER_RUNS, "fig1", "eager64", "fsdp2")
+OWN_GRAPHS = ("fsdp2",)  # compiled block by block: graphs of their own, so a cold compile whatever ran before
 QUICK_RUNS = ("muon", "muon_mvr1", "gluon_mvr1", "fig1", "eager64")  # gluon: a one-pass run like muon
 EAGER_TARGET_GIB = 40.0  # issue target: the figure configs' micro-batch of 64 in eager mode, well under this
 MISSING = "–"  # what a number the summary does not hold prints as
@@ -123,8 +129,9 @@ class Costs:
 
 # One H100. Step times: the measurements of 2026-11-22 (results/README.md, "GPU (GPT-124M, one H100)");
 # eager64 takes the eager micro-32 row, the nearest measured. The per-process costs: earlier runs (docstring).
+# fsdp2 has no measurement yet: muon_mvr1's step and ~12 % for FSDP2's weight gathers, an estimate.
 GPU_COSTS = Costs(step_s=dict(muon=1.114, muon_mvr1=1.121, gluon=1.119, gluon_mvr1=2.232, fig1=2.232,
-                              eager64=2.394),
+                              eager64=2.394, fsdp2=1.25),
                   process_s=15.0, compile_cold_s=60.0, compile_warm_s=20.0, probe_s=5.0, tests_s=60.0,
                   setup_s=5.0)
 # The CPU smoke (tiny model, shared 2-core machine): start-up dominates; no compile, no probe.
@@ -329,6 +336,9 @@ def build_runs(args, out: Path, train_glob: str, val_glob: str) -> list[Run]:
             eager = [o for o in opt_size if not o.startswith("compile=")] + ["compile=false"]
             ov = [f"optimizer={BASELINE}", *eager, f"batch.micro_seqs={micro}"]
             note = "" if args.smoke else f"target < {EAGER_TARGET_GIB:g} GiB"  # micro, eager: summary
+        elif name == "fsdp2":  # NCCL under FSDP2, bf16 weight gathers, compile per block, DCP checkpoint
+            ov = ["optimizer=muon_mvr1", *opt_size, "sharding=fsdp2"]
+            note = "muon_mvr1, sharding=fsdp2" + ("" if args.smoke else ", compiled per block")
         else:
             ov = [f"optimizer={name}", *opt_size]
             note = "" if args.smoke else "gpt124m b512 compiled"
@@ -360,9 +370,10 @@ def plan(args) -> list[Planned]:
         step = c.step_s[name] / args.nproc
         secs, terms = c.process_s + args.steps * step, [f"{c.process_s:.0f} s start-up"]
         if not args.smoke and name != "eager64":  # compiled and probed (eager64: compile=false, micro 64)
-            compile_s = c.compile_warm_s if compiled_before else c.compile_cold_s
+            warm = compiled_before and name not in OWN_GRAPHS
+            compile_s = c.compile_warm_s if warm else c.compile_cold_s
             secs += compile_s + c.probe_s
-            terms += [f"{compile_s:.0f} s compile ({'warm' if compiled_before else 'cold'})",
+            terms += [f"{compile_s:.0f} s compile ({'warm' if warm else 'cold'})",
                       f"{c.probe_s:.0f} s probe"]
             compiled_before = True
         terms.append(f"{args.steps} steps x {step:.3g} s")

@@ -244,7 +244,8 @@ def test_full_plan_has_the_tests_six_runs_and_fits_ten_minutes():
     assert list(got) == ["setup", "gpu tests", *gpu_check.RUN_NAMES]
     assert got["gpu tests"] == 60.0 and got["muon"] == pytest.approx(15 + 60 + 5 + 12 * 1.114)
     assert got["gluon"] == pytest.approx(15 + 20 + 5 + 12 * 1.119)  # warm: the model compiled before
-    assert 7.0 < sum(got.values()) / 60 <= gpu_check.FULL["budget_min"]
+    assert got["fsdp2"] == pytest.approx(15 + 60 + 5 + 12 * 1.25)  # its blocks compile cold, always
+    assert 8.5 < sum(got.values()) / 60 <= gpu_check.FULL["budget_min"]
     assert gpu_check.parse_args([]).budget_min == 10.0
 
 
@@ -273,8 +274,8 @@ def test_a_plan_over_the_budget_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the plan's estimate, 9.7 min, is over --budget-min 5: lower --steps" in err
     assert not out.exists()  # refused before the device check, the data and the runs
-    assert gpu_check.main(["--plan", "--budget-min", "7"]) == 2  # the full check's 7.4 min
-    assert gpu_check.main(["--plan", "--budget-min", "7.5"]) == 0
+    assert gpu_check.main(["--plan", "--budget-min", "8.9"]) == 2  # the full check's 9.0 min
+    assert gpu_check.main(["--plan", "--budget-min", "9.1"]) == 0
     assert gpu_check.parse_args(["--smoke", "--quick"]).budget_min is None  # CPU estimates are rough
     assert gpu_check.main(["--smoke", "--quick", "--plan", "--budget-min", "0.1"]) == 2
     with pytest.raises(SystemExit):
@@ -433,3 +434,16 @@ def test_smoke_quick_check_runs_every_run_to_completion_on_cpu(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(["gpu_check.md", "gpu_check.json",
                                                             *gpu_check.QUICK_RUNS])
     assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 2_000_000
+
+
+@pytest.mark.slow
+def test_smoke_fsdp2_run_completes_on_cpu(tmp_path):
+    """The fsdp2 row (left out of --quick; checked alone with --runs fsdp2) trains with sharding=fsdp2."""
+    out = tmp_path / "out"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+    proc = subprocess.run([sys.executable, "scripts/gpu_check.py", "--smoke", "--quick", "--runs", "fsdp2",
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert [r[0] for r in table_rows((out / "gpu_check.md").read_text())] == ["fsdp2"]
+    assert rundir.read_config(out / "fsdp2")["sharding"] == "fsdp2"
+    assert rundir.read_summary(out / "fsdp2")["completed"] is True

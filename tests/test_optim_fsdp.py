@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 from helpers import fsdp_workers as FW
 
 STEPS, SPLIT = 4, 2
-RESHARD = ["muon_mvr1", "gluon_mvr2", "muon_mvr3"]
+RESHARD = ["muon_mvr1", "gluon_mvr2", "muon_mvr3"]  # one pass; two prev_batch hand-overs
+RESUME = [*RESHARD, "muon_mvr2", "gluon_mvr3"]  # + the look-ahead hand-over
 
 
 def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -23,7 +24,7 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict]]:
     out = str(tmp_path_factory.mktemp("fsdp"))
     names = list(FW.CONFIGS)
-    args = (2, os.path.join(out, "store"), out, names, STEPS, SPLIT)
+    args = (2, os.path.join(out, "store"), out, names, STEPS, SPLIT, RESUME)
     mp.spawn(FW.fsdp_worker, args=args, nprocs=2, join=True)
     return out, [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=False) for r in range(2)]
 
@@ -37,8 +38,8 @@ def test_fsdp2_two_ranks_equal_one_process(two_ranks, name: str) -> None:
         uninterrupted, resumed, _ = results[r][name]
         for key, ref in single.items():
             assert max_rel(uninterrupted[key], ref) <= 1e-5, (name, key, max_rel(uninterrupted[key], ref))
-            # a DCP save at step SPLIT, loaded into fresh objects, continues exactly
-            assert torch.equal(resumed[key], uninterrupted[key]), (name, key, "resumed differs")
+            if name in RESUME:  # a DCP save at step SPLIT, loaded into fresh objects, continues exactly
+                assert torch.equal(resumed[key], uninterrupted[key]), (name, key, "resumed differs")
         assert any(not torch.equal(single[k], FW.full_params(FW.make_model())[k]) for k in single)
 
 

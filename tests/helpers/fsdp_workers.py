@@ -158,11 +158,12 @@ def _init(rank: int, world: int, store: str) -> None:
 
 
 def fsdp_worker(
-    rank: int, world: int, store: str, out: str, names: list[str], steps: int, split: int
+    rank: int, world: int, store: str, out: str, names: list[str], steps: int, split: int, resume: list[str]
 ) -> None:
-    """Every config in ``names`` for ``steps`` steps under FSDP2; for each, also save a DCP checkpoint at
-    step ``split`` and resume it into fresh objects. Writes ``rank{r}.pt``: name -> (uninterrupted full
-    params, resumed full params, this rank's optimizer state bytes); plus the checkpoints under ``out``."""
+    """Every config in ``names`` for ``steps`` steps under FSDP2; for those in ``resume``, also save a DCP
+    checkpoint at step ``split`` and resume it into fresh objects. Writes ``rank{r}.pt``: name ->
+    (uninterrupted full params, resumed full params or None, this rank's optimizer state bytes); plus the
+    checkpoints under ``out``."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
@@ -174,10 +175,15 @@ def fsdp_worker(
             model = shard(make_model())
             opt = build(model)
             train(model, opt, loop, 0, split, rank, world)
-            model_sd, optim_sd = get_state_dict(model, opt)
-            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=os.path.join(out, f"ckpt_{name}"))
+            if name in resume:
+                model_sd, optim_sd = get_state_dict(model, opt)
+                ckpt = os.path.join(out, f"ckpt_{name}")
+                dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=ckpt)
             train(model, opt, loop, split, steps, rank, world)
             uninterrupted, state_bytes = full_params(model), opt.state_bytes()
+            if name not in resume:
+                results[name] = (uninterrupted, None, state_bytes)
+                continue
 
             fresh = shard(make_model(seed=123))  # other weights: the load must overwrite them
             fresh_opt = build(fresh)

@@ -157,6 +157,23 @@ def _init(rank: int, world: int, store: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
 
 
+def resumed(name: str, ckpt: str, split: int, steps: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Fresh objects (other initial weights: the load must overwrite them) loaded from the DCP checkpoint
+    ``ckpt`` of step ``split`` (get_state_dict / dcp.load / set_state_dict), then trained to ``steps``."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    build, loop = CONFIGS[name]
+    model = shard(make_model(seed=123))
+    opt = build(model)
+    model_sd, optim_sd = get_state_dict(model, opt)
+    sd = {"model": model_sd, "optim": optim_sd}
+    dcp.load(sd, checkpoint_id=ckpt)
+    set_state_dict(model, opt, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+    train(model, opt, loop, split, steps, rank, world)
+    return full_params(model)
+
+
 def fsdp_worker(
     rank: int, world: int, store: str, out: str, names: list[str], steps: int, split: int, resume: list[str]
 ) -> None:
@@ -165,7 +182,7 @@ def fsdp_worker(
     (uninterrupted full params, resumed full params or None, this rank's optimizer state bytes); plus the
     checkpoints under ``out``."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.checkpoint.state_dict import get_state_dict
 
     _init(rank, world, store)
     results = {}
@@ -175,24 +192,13 @@ def fsdp_worker(
             model = shard(make_model())
             opt = build(model)
             train(model, opt, loop, 0, split, rank, world)
+            ckpt = os.path.join(out, f"ckpt_{name}")
             if name in resume:
                 model_sd, optim_sd = get_state_dict(model, opt)
-                ckpt = os.path.join(out, f"ckpt_{name}")
                 dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=ckpt)
             train(model, opt, loop, split, steps, rank, world)
-            uninterrupted, state_bytes = full_params(model), opt.state_bytes()
-            if name not in resume:
-                results[name] = (uninterrupted, None, state_bytes)
-                continue
-
-            fresh = shard(make_model(seed=123))  # other weights: the load must overwrite them
-            fresh_opt = build(fresh)
-            model_sd, optim_sd = get_state_dict(fresh, fresh_opt)
-            sd = {"model": model_sd, "optim": optim_sd}
-            dcp.load(sd, checkpoint_id=os.path.join(out, f"ckpt_{name}"))
-            set_state_dict(fresh, fresh_opt, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
-            train(fresh, fresh_opt, loop, split, steps, rank, world)
-            results[name] = (uninterrupted, full_params(fresh), state_bytes)
+            again = resumed(name, ckpt, split, steps, rank, world) if name in resume else None
+            results[name] = (full_params(model), again, opt.state_bytes())
         torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -202,22 +208,9 @@ def reshard_worker(
     rank: int, world: int, store: str, out: str, names: list[str], steps: int, split: int
 ) -> None:
     """Load the checkpoints ``fsdp_worker`` saved (at its world size) on ``world`` ranks; finish the run."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
     _init(rank, world, store)
-    results = {}
     try:
-        for name in names:
-            build, loop = CONFIGS[name]
-            model = shard(make_model(seed=123))
-            opt = build(model)
-            model_sd, optim_sd = get_state_dict(model, opt)
-            sd = {"model": model_sd, "optim": optim_sd}
-            dcp.load(sd, checkpoint_id=os.path.join(out, f"ckpt_{name}"))
-            set_state_dict(model, opt, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
-            train(model, opt, loop, split, steps, rank, world)
-            results[name] = full_params(model)
+        results = {n: resumed(n, os.path.join(out, f"ckpt_{n}"), split, steps, rank, world) for n in names}
         torch.save(results, os.path.join(out, f"resharded{world}_rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -124,4 +125,5 @@ def teardown() -> None:
     if dist.is_initialized():
         with contextlib.suppress(Exception):
             dist.barrier()
+        gc.collect()  # FSDP2's modules hold the group: free them before it goes (else an abort at exit)
         dist.destroy_process_group()

@@ -157,6 +157,14 @@ def _init(rank: int, world: int, store: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
 
 
+def _end() -> None:
+    """The FSDP2 modules hold the process group: collect them first (else an abort at interpreter exit)."""
+    import gc
+
+    gc.collect()
+    dist.destroy_process_group()
+
+
 def resumed(name: str, ckpt: str, split: int, steps: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Fresh objects (other initial weights: the load must overwrite them) loaded from the DCP checkpoint
     ``ckpt`` of step ``split`` (get_state_dict / dcp.load / set_state_dict), then trained to ``steps``."""
@@ -184,24 +192,24 @@ def fsdp_worker(
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
+    def one(name: str) -> tuple:
+        build, loop = CONFIGS[name]
+        model = shard(make_model())
+        opt = build(model)
+        train(model, opt, loop, 0, split, rank, world)
+        ckpt = os.path.join(out, f"ckpt_{name}")
+        if name in resume:
+            model_sd, optim_sd = get_state_dict(model, opt)
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=ckpt)
+        train(model, opt, loop, split, steps, rank, world)
+        again = resumed(name, ckpt, split, steps, rank, world) if name in resume else None
+        return full_params(model), again, opt.state_bytes()
+
     _init(rank, world, store)
-    results = {}
     try:
-        for name in names:
-            build, loop = CONFIGS[name]
-            model = shard(make_model())
-            opt = build(model)
-            train(model, opt, loop, 0, split, rank, world)
-            ckpt = os.path.join(out, f"ckpt_{name}")
-            if name in resume:
-                model_sd, optim_sd = get_state_dict(model, opt)
-                dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=ckpt)
-            train(model, opt, loop, split, steps, rank, world)
-            again = resumed(name, ckpt, split, steps, rank, world) if name in resume else None
-            results[name] = (full_params(model), again, opt.state_bytes())
-        torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+        torch.save({name: one(name) for name in names}, os.path.join(out, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        _end()
 
 
 def reshard_worker(
@@ -213,4 +221,4 @@ def reshard_worker(
         results = {n: resumed(n, os.path.join(out, f"ckpt_{n}"), split, steps, rank, world) for n in names}
         torch.save(results, os.path.join(out, f"resharded{world}_rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        _end()

@@ -399,15 +399,11 @@ def test_preemption_signals_2ranks(tmp_path, data_dir, jobs, reference_2rank):
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_fsdp2_sigterm_checkpoints_exits_75_and_resumes(tmp_path, data_dir, jobs):
+def test_fsdp2_sigterm_checkpoints_exits_75_and_resumes(tmp_path, data_dir, jobs, reference_fsdp2):
     """sharding=fsdp2: SIGTERM to both workers while step 4 runs: both exit 75 with the step-4 checkpoint
     (a DCP folder, model.pt, state.pt); the rerun finishes and equals the uninterrupted fsdp2 run exactly."""
-    ref_dir = tmp_path / "reference"
-    jobs(tmp_path, "reference", overrides(ref_dir, data_dir, OPT2, sharding="fsdp2"), nproc=2).expect(
-        lambda rc: rc == 0
-    )
     run_dir = tmp_path / "run"
-    args = overrides(run_dir, data_dir, OPT2, sharding="fsdp2")
+    args = overrides(run_dir, data_dir, OPT2, **FSDP2)
     job = jobs(tmp_path, "sigterm", args, nproc=2, wait_at=3, wait_ranks="0,1")
     for pid in job.ready_pids([0, 1]):
         os.kill(pid, signal.SIGTERM)
@@ -416,7 +412,7 @@ def test_fsdp2_sigterm_checkpoints_exits_75_and_resumes(tmp_path, data_dir, jobs
     assert latest(run_dir) == "step_000004"
     assert {p.name for p in (run_dir / "ckpt" / "step_000004").iterdir()} == {"dcp", "model.pt", "state.pt"}
     jobs(tmp_path, "final", args, nproc=2).expect(lambda rc: rc == 0)
-    assert_same_metrics(read_metrics(run_dir), read_metrics(ref_dir), what="fsdp2, SIGTERM at 4")
+    assert_same_metrics(read_metrics(run_dir), reference_fsdp2, what="fsdp2, SIGTERM at 4")
 
 
 AGENT_SIGNALS = [
@@ -479,20 +475,29 @@ def test_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs):
     assert_same_metrics(read_metrics(run_dir), reference, rel=2e-3, what="2 → 1 → 3 ranks")
 
 
+FSDP2 = {"batch.global_seqs": 12, "batch.micro_seqs": 2, "data.val_tokens": 24 * 64, "sharding": "fsdp2"}
+
+
+@pytest.fixture(scope="module")
+def reference_fsdp2(tmp_path_factory, data_dir) -> list[dict]:
+    """An uninterrupted two-rank run of OPT2 with sharding=fsdp2 (12 sequences: 1, 2, 3 ranks divide it)."""
+    tmp = tmp_path_factory.mktemp("ref_fsdp2")
+    job = Job(tmp, "reference", overrides(tmp / "run", data_dir, OPT2, **FSDP2), nproc=2)
+    job.expect(lambda rc: rc == 0)
+    return read_metrics(tmp / "run")
+
+
 @pytest.mark.dist
 @pytest.mark.slow
-def test_fsdp2_kill9_anywhere_and_resume_on_another_number_of_ranks(tmp_path, data_dir, jobs):
+def test_fsdp2_kill9_anywhere_and_resume_on_another_number_of_ranks(
+    tmp_path, data_dir, jobs, reference_fsdp2
+):
     """sharding=fsdp2 (torch.distributed.checkpoint): 2 ranks, rank 1 killed after a random step; 1 rank
     reruns and is killed inside the save of step 6 after state.pt (its DCP folder complete, LATEST not
     moved), then again after step 7; 3 ranks resume the step-6 checkpoint and finish. The curve equals the
     uninterrupted 2-rank fsdp2 run to the tolerance of another number of ranks (see the test above)."""
-    sizes = {"batch.global_seqs": 12, "batch.micro_seqs": 2, "data.val_tokens": 24 * 64, "sharding": "fsdp2"}
-    ref_dir = tmp_path / "reference"
-    ref = jobs(tmp_path, "reference", overrides(ref_dir, data_dir, OPT2, **sizes), nproc=2)
-    ref.expect(lambda rc: rc == 0)
-    reference = read_metrics(ref_dir)
     run_dir = tmp_path / "run"
-    args = overrides(run_dir, data_dir, OPT2, **sizes)
+    args = overrides(run_dir, data_dir, OPT2, **FSDP2)
     jobs(tmp_path, "2ranks", args, nproc=2, kill_after=KILL_2RANK, ranks="1").expect(lambda rc: rc != 0)
     job = jobs(tmp_path, "1rank_in_save", args, kill_in_save="6:state.pt")
     job.expect(lambda rc: rc == -signal.SIGKILL)
@@ -505,7 +510,7 @@ def test_fsdp2_kill9_anywhere_and_resume_on_another_number_of_ranks(tmp_path, da
     job = jobs(tmp_path, "3ranks", args, nproc=3)
     job.expect(lambda rc: rc == 0)
     assert "at step 6 (saved by 1 ranks, re-sharded onto 3)" in job.text(), job.tail()
-    assert_same_metrics(read_metrics(run_dir), reference, rel=2e-3, what="fsdp2: 2 → 1 → 3 ranks")
+    assert_same_metrics(read_metrics(run_dir), reference_fsdp2, rel=2e-3, what="fsdp2: 2 → 1 → 3 ranks")
 
 
 # ----------------------------------------------------------------------------- 4. config drift

@@ -37,9 +37,10 @@ class Comm:
         self._previous: list[Any] = []  # the last step's, kept alive until the next step starts
 
     def begin_step(self) -> None:
-        """Start a new batch of collectives; the batch before the previous one goes to the module's ring."""
-        if self._previous:
-            _RETIRED.append(self._previous)
+        """Start a new batch of collectives. The batch before the previous one is released: every one of its
+        collectives was waited on a step ago. Only a Comm that dies hands its batches to the module's ring
+        (handing every step's there kept 8 steps of gradient-sized buffers alive: a GPT-124M benchmark on 2
+        ranks ran out of 24 GB)."""
         self._previous, self._current = self._current, []
 
     def __del__(self) -> None:

@@ -1,4 +1,4 @@
-"""The committed studies are data: results/small, proxy, proxy_ext and proxy_equal each regenerate their
+"""The committed studies are data: results/small, proxy, proxy_ext, proxy_equal(_600) each regenerate their
 tables byte for byte from their study.yaml and the committed run folders (scripts/run_study.py
 --report-only, written elsewhere; the figures are redrawn, their bytes depend on the matplotlib build), their
 tables hold numbers only (the prose is in each study's README), and every run their study files plan is
@@ -20,6 +20,7 @@ TABLES = {
     "proxy": ["tables.md", "summary.csv"],
     "proxy_ext": ["tables.md"],
     "proxy_equal": ["tables.md", "summary.csv"],
+    "proxy_equal_600": ["tables.md", "summary.csv"],
 }
 
 
@@ -42,7 +43,7 @@ def test_tables_regenerate_byte_for_byte(study, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", ["small", "proxy_ext", "proxy_equal"])
+@pytest.mark.parametrize("study", ["small", "proxy_ext", "proxy_equal", "proxy_equal_600"])
 def test_every_planned_run_is_committed_and_finished(study, capsys):
     assert run_study.main([str(RESULTS / study / "study.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -5,8 +5,14 @@ exactly through torch.distributed.checkpoint, and a checkpoint of the other mode
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from helpers.trainer_utils import (
+    REPO,
     Crash,
     compose_cfg,
     crash_after_checkpoint,
@@ -14,7 +20,6 @@ from helpers.trainer_utils import (
     small_run_overrides,
     write_test_shards,
 )
-from test_train import _torchrun
 
 import train
 
@@ -67,14 +72,25 @@ def test_a_checkpoint_of_the_other_mode_is_refused(tmp_path, data_dir):
 
 @pytest.mark.dist
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["muon", "muon_mvr1", "gluon_mvr1"])
-def test_fsdp2_two_ranks_match_replicated_two_ranks(tmp_path, data_dir, optimizer):
-    """20 steps on 2 gloo ranks, 4 micro-batches a step: the losses of the two modes agree to float
-    tolerance (FSDP2 sums gradients in another order; training amplifies rounding a little)."""
-    curves = {}
-    for sharding in ("replicated", "fsdp2"):
-        args = small_run_overrides(tmp_path / sharding, data_dir, optimizer, steps=20, sharding=sharding,
-                                   **{"batch.micro_seqs": 1, "train.val_every": 10, "train.ckpt_every": 10})
-        _torchrun([*args, F32], tmp_path, nproc=2)
-        curves[sharding] = read_metrics(tmp_path / sharding)
-    assert_close(curves["fsdp2"], curves["replicated"], rel=1e-4)
+def test_fsdp2_two_ranks_match_replicated_two_ranks(tmp_path, data_dir):
+    """muon, muon_mvr1 and gluon_mvr1 (two-pass), 20 steps on 2 gloo ranks, 4 micro-batches a step, in both
+    modes (six runs in one torchrun launch): the losses agree to float tolerance (FSDP2 sums gradients in
+    another order; training amplifies rounding a little)."""
+    optimizers, modes = ("muon", "muon_mvr1", "gluon_mvr1"), ("replicated", "fsdp2")
+    runs = {(o, m): tmp_path / f"{o}_{m}" for o in optimizers for m in modes}
+    spec = tmp_path / "runs.json"
+    spec.write_text(json.dumps([
+        [*small_run_overrides(run_dir, data_dir, opt, steps=20, sharding=sharding, **{
+            "batch.micro_seqs": 1, "train.val_every": 10, "train.ckpt_every": 10}), F32]
+        for (opt, sharding), run_dir in runs.items()
+    ]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "tests" / "helpers" / "train_many.py"), str(spec)]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for optimizer in optimizers:
+        fsdp2, replicated = (read_metrics(runs[optimizer, m]) for m in ("fsdp2", "replicated"))
+        assert len(fsdp2) == 20
+        assert_close(fsdp2, replicated, rel=1e-4)
+        assert '"world_size": 2' in (runs[optimizer, "fsdp2"] / "train.log").read_text()

@@ -397,24 +397,6 @@ def test_preemption_signals_2ranks(tmp_path, data_dir, jobs, reference_2rank):
     assert_same_metrics(read_metrics(run_dir), reference_2rank, what="2 ranks, SIGTERM at 4, SIGUSR1 at 7")
 
 
-@pytest.mark.dist
-@pytest.mark.slow
-def test_fsdp2_sigterm_checkpoints_exits_75_and_resumes(tmp_path, data_dir, jobs, reference_fsdp2):
-    """sharding=fsdp2: SIGTERM to both workers while step 4 runs: both exit 75 with the step-4 checkpoint
-    (a DCP folder, model.pt, state.pt); the rerun finishes and equals the uninterrupted fsdp2 run exactly."""
-    run_dir = tmp_path / "run"
-    args = overrides(run_dir, data_dir, OPT2, **FSDP2)
-    job = jobs(tmp_path, "sigterm", args, nproc=2, wait_at=3, wait_ranks="0,1")
-    for pid in job.ready_pids([0, 1]):
-        os.kill(pid, signal.SIGTERM)
-    job.wait()
-    assert job.exit_codes() == {0: str(train.EXIT_PREEMPTED), 1: str(train.EXIT_PREEMPTED)}, job.tail()
-    assert latest(run_dir) == "step_000004"
-    assert {p.name for p in (run_dir / "ckpt" / "step_000004").iterdir()} == {"dcp", "model.pt", "state.pt"}
-    jobs(tmp_path, "final", args, nproc=2).expect(lambda rc: rc == 0)
-    assert_same_metrics(read_metrics(run_dir), reference_fsdp2, what="fsdp2, SIGTERM at 4")
-
-
 AGENT_SIGNALS = [
     (signal.SIGTERM, []),  # torchrun's agent forwards SIGTERM by default
     # ... but not SIGUSR1: by default the agent dies of it and takes its workers along, no checkpoint
@@ -489,12 +471,13 @@ def reference_fsdp2(tmp_path_factory, data_dir) -> list[dict]:
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_fsdp2_kill9_anywhere_and_resume_on_another_number_of_ranks(
+def test_fsdp2_kill9_sigterm_and_resume_on_another_number_of_ranks(
     tmp_path, data_dir, jobs, reference_fsdp2
 ):
     """sharding=fsdp2 (torch.distributed.checkpoint): 2 ranks, rank 1 killed after a random step; 1 rank
     reruns and is killed inside the save of step 6 after state.pt (its DCP folder complete, LATEST not
-    moved), then again after step 7; 3 ranks resume the step-6 checkpoint and finish. The curve equals the
+    moved); rerun, it gets SIGTERM during step 7 and exits 75 with the step-7 checkpoint; 3 ranks resume it
+    and finish. The curve equals the
     uninterrupted 2-rank fsdp2 run to the tolerance of another number of ranks (see the test above)."""
     run_dir = tmp_path / "run"
     args = overrides(run_dir, data_dir, OPT2, **FSDP2)
@@ -504,12 +487,16 @@ def test_fsdp2_kill9_anywhere_and_resume_on_another_number_of_ranks(
     assert latest(run_dir) == "step_000003", job.tail()
     assert (run_dir / "ckpt" / "step_000006" / "dcp" / ".metadata").exists()
     assert not list((run_dir / "ckpt" / "step_000006").glob("optim_rank*.pt"))
-    job = jobs(tmp_path, "1rank", args, kill_after=7)
-    job.expect(lambda rc: rc == -signal.SIGKILL)
-    assert latest(run_dir) == "step_000006", job.tail()
+    job = jobs(tmp_path, "1rank_sigterm", args, wait_at=6)  # SIGTERM while step 7 runs
+    for pid in job.ready_pids([0]):
+        os.kill(pid, signal.SIGTERM)
+    job.wait()
+    assert job.exit_codes() == {0: str(train.EXIT_PREEMPTED)}, job.tail()
+    assert latest(run_dir) == "step_000007", job.tail()
+    assert {p.name for p in (run_dir / "ckpt" / "step_000007").iterdir()} == {"dcp", "model.pt", "state.pt"}
     job = jobs(tmp_path, "3ranks", args, nproc=3)
     job.expect(lambda rc: rc == 0)
-    assert "at step 6 (saved by 1 ranks, re-sharded onto 3)" in job.text(), job.tail()
+    assert "at step 7 (saved by 1 ranks, re-sharded onto 3)" in job.text(), job.tail()
     assert_same_metrics(read_metrics(run_dir), reference_fsdp2, rel=2e-3, what="fsdp2: 2 → 1 → 3 ranks")
 
 

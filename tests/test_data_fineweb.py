@@ -164,16 +164,19 @@ def _closed_port() -> int:
 
 @pytest.mark.slow
 def test_download_without_the_hub_exits_2_naming_host_and_route(tmp_path):
-    """The real network path: huggingface_hub in a fresh process, its endpoint a closed local port (~23 s: the
-    hub retries five times with backoff before it gives up)."""
+    """The real network path: huggingface_hub in a fresh process, its endpoint a closed local port. The hub
+    retries five times with backoff before it gives up (~23 s); the process runs the CLI with time.sleep
+    made a no-op, so the retries happen at once."""
     pytest.importorskip("huggingface_hub")
     port = _closed_port()
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0",
            "HF_HOME": str(tmp_path / "hf")}
     out = tmp_path / "fw"
-    proc = subprocess.run([sys.executable, "-m", "data.fineweb", "download", "--train-shards", "2", "--out",
-                           str(out)], cwd=Path(fineweb.__file__).resolve().parents[1], env=env,
-                          capture_output=True, text=True, timeout=120)
+    argv = ["data.fineweb", "download", "--train-shards", "2", "--out", str(out)]
+    no_backoff = ("import runpy, sys, time; time.sleep = lambda s: None; sys.argv = " + repr(argv) +
+                  "; runpy.run_module('data.fineweb', run_name='__main__', alter_sys=True)")
+    proc = subprocess.run([sys.executable, "-c", no_backoff], cwd=Path(fineweb.__file__).resolve().parents[1],
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     head = "python -m data.fineweb download: error:"

@@ -1,9 +1,9 @@
 """examples/fsdp2_dropin.py, the drop-in FSDP2 example of docs/fsdp2.md, run as a researcher would: under
 torchrun on 2 gloo ranks, a run that saves a DCP checkpoint at step SAVE_AT and goes on to STEPS equals, loss
-for loss, a second launch that resumes from that checkpoint, for the one-pass MuonMVR (MVR1) and the two-pass
-Gluon-MVR-1 (the look-ahead loop); only rank 0 prints; nothing is written outside the folders it is given.
-Without torchrun (one process, its own group of one) it resumes the 2-rank checkpoint; a checkpoint of
-another optimizer is refused before any work."""
+for loss, a second launch that resumes from that checkpoint, for the two-pass Gluon-MVR-1 (the look-ahead
+loop; the one-pass path is tests/test_optim_fsdp.py's); only rank 0 prints; nothing is written outside the
+folders it is given. Without torchrun (one process, its own group of one) it resumes the 2-rank checkpoint;
+a checkpoint of another optimizer is refused before any work."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "fsdp2_dropin.py"
 STEPS, SAVE_AT = 4, 2
 TINY = ["--steps", str(STEPS), "--batch", "4", "--seq", "8", "--width", "16"]
-OPTIMIZERS = ("muon_mvr1", "gluon_mvr1")  # one pass; two passes (update_lookahead_grad)
+OPTIMIZERS = ("gluon_mvr1",)  # two passes (update_lookahead_grad); the one-pass path: test_optim_fsdp.py
 
 
 def torchrun(tmp: Path, args: list[str]) -> subprocess.Popen:
@@ -108,7 +108,7 @@ def test_one_process_resumes_the_two_rank_checkpoint(runs, monkeypatch, capsys) 
         monkeypatch.delenv(var, raising=False)
     out_json = tmp / "one_process.json"
     try:
-        load_example().main(["--optimizer", "muon_mvr1", *TINY, "--resume", str(tmp / "ckpt_muon_mvr1"),
+        load_example().main(["--optimizer", "gluon_mvr1", *TINY, "--resume", str(tmp / "ckpt_gluon_mvr1"),
                              "--out-json", str(out_json)])
     finally:
         if dist.is_initialized():
@@ -117,7 +117,7 @@ def test_one_process_resumes_the_two_rank_checkpoint(runs, monkeypatch, capsys) 
         out_json.unlink(missing_ok=True)
     record = json.loads(out_json_text)
     assert record["world_size"] == 1
-    full = results["muon_mvr1"]["full"][1]
+    full = results["gluon_mvr1"]["full"][1]
     for step, loss in record["losses"].items():
         assert loss == pytest.approx(full[int(step)], rel=1e-5), (step, loss, full[int(step)])
     assert capsys.readouterr().out.count(f"step {STEPS}/{STEPS} loss") == 1
@@ -128,7 +128,7 @@ def test_checkpoint_of_another_optimizer_is_refused(runs, monkeypatch, capsys) -
     tmp, _ = runs
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        load_example().main(["--optimizer", "gluon_mvr1", *TINY, "--resume", str(tmp / "ckpt_muon_mvr1")])
+        load_example().main(["--optimizer", "muon_mvr1", *TINY, "--resume", str(tmp / "ckpt_gluon_mvr1")])
     assert exit_info.value.code == 2
-    assert "was saved with --optimizer muon_mvr1" in capsys.readouterr().err
+    assert "was saved with --optimizer gluon_mvr1" in capsys.readouterr().err
     assert not dist.is_initialized()  # refused before any work

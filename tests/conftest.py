@@ -6,6 +6,8 @@
 * Any socket connection to a non-loopback address fails at once (gloo on 127.0.0.1 and
   FileStore rendezvous keep working).
 * ``gpu`` tests are skipped without CUDA.
+* optim's estimator and geometry registries are restored after every test: a plugin a test registers
+  (a geometry with its own hyperparameter) never becomes a default of later tests' optimizers.
 * Freed CPU memory stays in the process (harness/memory.py), as in every training run, so tests that
   build large buffers do not re-fault them ($MVR_CPU_HEAP=release measures the suite without it).
 """
@@ -51,6 +53,18 @@ def _guarded_connect(self, address):
     if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
         raise ConnectionRefusedError(f"tests are offline: refused connection to {address!r}")
     return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _registries():
+    """Whatever a test registers with optim.register_estimator / register_geometry is gone after it."""
+    from optim.registry import ESTIMATORS, GEOMETRIES
+
+    saved = [(registry, dict(registry)) for registry in (ESTIMATORS, GEOMETRIES)]
+    yield
+    for registry, before in saved:
+        registry.clear()
+        registry.update(before)
 
 
 @pytest.fixture(autouse=True)

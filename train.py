@@ -82,7 +82,8 @@ from harness.distributed import (
 from harness.distributed import teardown as teardown_distributed
 from harness.memory import retain_freed_memory
 from harness.metrics import Metrics, Progress, RunLog, write_run_header
-from harness.sharding import lay_out, local_part
+from harness.sharding import lay_out
+from optim.dtensor import local_part
 
 REPO = Path(__file__).resolve().parent
 EXIT_PREEMPTED = 75  # SIGTERM / SIGUSR1: a checkpoint was written; rerun the same command to resume

@@ -38,7 +38,7 @@ from harness.config import (
     with_model_target,
 )
 from harness.distributed import barrier
-from harness.sharding import local_part
+from optim.dtensor import local_part
 
 DCP_DIR = "dcp"  # a checkpoint's torch.distributed.checkpoint folder under sharding=fsdp2
 

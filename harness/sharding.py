@@ -23,13 +23,6 @@ from torch import nn
 from harness.config import Sharding
 
 
-def is_sharded(model: nn.Module) -> bool:
-    """True for a model ``fully_shard`` has wrapped (its parameters are DTensors)."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
-
-
 def lay_out(
     model: nn.Module, sharding: Sharding, world: int, device: torch.device, compile_on: bool
 ) -> nn.Module:
@@ -64,7 +57,3 @@ def lay_out(
     fully_shard(model, **kwargs)
     return model
 
-
-def local_part(t: torch.Tensor) -> torch.Tensor:
-    """This rank's part of a tensor: the local shard of a DTensor, a plain tensor as it is."""
-    return t.to_local() if hasattr(t, "to_local") else t

@@ -38,6 +38,11 @@ def is_dtensor(p: Tensor) -> bool:
     return isinstance(p, DTensor)
 
 
+def local_part(t: Tensor) -> Tensor:
+    """This rank's part of a tensor: the local rows of a DTensor (a view), a plain tensor as it is."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
 def local_rows(A: int, world: int, rank: int) -> tuple[int, int]:
     """``[lo, hi)``: the rows of an A-row parameter that rank ``rank`` of ``world`` holds under
     ``Shard(0)`` (``c = ceil(A/W)``; rank r: ``[min(rc, A), min(rc + c, A))``)."""
@@ -78,16 +83,14 @@ def mesh_of(params: Iterable[Tensor]) -> Any:
 
 def _local_grad(p: Tensor) -> Tensor:
     """This rank's rows of the averaged gradient (zero when ``.grad`` is None)."""
-    local = p.to_local()
     if p.grad is None:
-        return torch.zeros_like(local)
-    g = p.grad
-    return g.to_local() if isinstance(g, DTensor) else g
+        return torch.zeros_like(p.to_local())
+    return local_part(p.grad)
 
 
 def open_state(state: dict[str, Any]) -> dict[str, Any]:
     """The state with every DTensor replaced by its local rows (views, not copies)."""
-    return {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
+    return {k: local_part(v) if isinstance(v, Tensor) else v for k, v in state.items()}
 
 
 def close_state(state: dict[str, Any], local: dict[str, Any], p: Tensor) -> None:
@@ -115,10 +118,6 @@ class LocalBucket:
     comm: Comm
     shape: tuple[int, int] | None  # (A, B) for the matrix layout, None for elementwise
     partial = True  # no rank holds a whole parameter: a whole-tensor norm needs an all-reduce
-
-    @property
-    def layout(self) -> str:
-        return "elementwise" if self.shape is None else "matrix"
 
     def gather_grads(self) -> tuple[list[Tensor], None]:
         """The averaged gradient's local rows (FSDP2 averaged it already): no collective."""
@@ -183,6 +182,3 @@ def plan_local_buckets(
             buckets.setdefault((view_shape(p) if matrix else None, p.dtype), []).append(p)
     return [LocalBucket(group_index, ps, comm, shape) for (shape, _), ps in buckets.items()]
 
-
-def local_numel(v: Tensor) -> int:
-    return v.to_local().numel() if isinstance(v, DTensor) else v.numel()

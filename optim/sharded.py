@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
-from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_numel, mesh_of, plan_local_buckets
+from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_part, mesh_of, plan_local_buckets
 from .newton_schulz import NS_COEFFICIENTS, NS_STEPS
 from .registry import ESTIMATORS, Estimator, Geometry, get_estimator, get_geometry
 from .validation import UnknownHyperparameter, as_dtype, bad, check_choice, check_float, check_int
@@ -274,7 +274,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
     def state_bytes(self) -> int:
         """Bytes of optimizer state held by this rank."""
         return sum(
-            local_numel(v) * v.element_size()
+            local_part(v).numel() * v.element_size()
             for s in self.state.values()
             for v in s.values()
             if isinstance(v, Tensor)

@@ -48,7 +48,7 @@ def compose(model: str, optimizer: str, vocab: int | None) -> Any:
 
 
 def local_bytes(tensors: list[torch.Tensor]) -> int:
-    from harness.sharding import local_part
+    from optim.dtensor import local_part
 
     return sum(local_part(t).numel() * t.element_size() for t in tensors)
 

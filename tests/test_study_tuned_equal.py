@@ -188,11 +188,16 @@ def test_report_averages_only_the_reported_seeds_and_states_the_budget(tmp_path,
     assert "| Muon, momentum 0.85 |" in md and "| Tuning budget |" in md
 
 
+def committed_copy(tmp_path: Path, study: str) -> Path:
+    """results/<study>/study.yaml as committed, copied to plan it elsewhere (its own folder holds runs)."""
+    (tmp_path / study).mkdir()
+    path = tmp_path / study / "study.yaml"
+    path.write_text((ROOT / "results" / study / "study.yaml").read_text())
+    return path
+
+
 def test_dry_run_plans_the_committed_equal_study(tmp_path, capsys):
-    """results/proxy_equal/study.yaml as committed, planned in a copy (its own folder may hold runs)."""
-    (tmp_path / "proxy_equal").mkdir()
-    path = tmp_path / "proxy_equal" / "study.yaml"
-    path.write_text((ROOT / "results" / "proxy_equal" / "study.yaml").read_text())
+    path = committed_copy(tmp_path, "proxy_equal")
     assert run_study.main([str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "72 runs known now (0 done, 0 diverged, 0 resume, 72 new)" in out  # 6 variants × 4 lr × 3 values
@@ -205,9 +210,7 @@ def test_dry_run_plans_the_committed_equal_study(tmp_path, capsys):
 def test_steps_per_variant_compares_per_gradient_evaluation(tmp_path, capsys):
     """results/proxy_equal_600/study.yaml: MVR2 (two passes a step) runs half the steps of Muon and MVR1, each
     run name says so, and a study that also sets train.steps in its overrides is refused."""
-    (tmp_path / "p600").mkdir()
-    path = tmp_path / "p600" / "study.yaml"
-    path.write_text((ROOT / "results" / "proxy_equal_600" / "study.yaml").read_text())
+    path = committed_copy(tmp_path, "proxy_equal_600")
     assert run_study.main([str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "27 runs known now (0 done, 0 diverged, 0 resume, 27 new)" in out  # 3 variants × 3 lr × 3 values

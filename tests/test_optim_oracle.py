@@ -54,3 +54,22 @@ def test_reference_source_and_grad_evals() -> None:
     assert GluonMVR(p, variant="gluon").reference_source == "none"
     assert GluonMVR(p, variant="gluon", reference="prev_batch").grad_evals_per_step == 1
     assert GluonMVR(p, variant="mvr1", reference="prev_step").grad_evals_per_step == 1
+
+
+def test_mars_clip_of_parts_with_the_whole_norm_equals_the_whole_float64() -> None:
+    """``mars_correction(..., norm=‖c_t‖_F)`` on rows of a tensor (what an FSDP2 rank or an elementwise slice
+    holds) equals those rows of the whole tensor's ``c_t / max(1, ‖c_t‖_F)``, the equation written out."""
+    from optim.estimators import mars_correction
+
+    gen = torch.Generator().manual_seed(3)
+    g, h = (torch.randn(7, 5, generator=gen, dtype=torch.float64) for _ in range(2))
+    gamma, beta = 0.1, 0.9
+    c = g + gamma * beta / (1 - beta) * (g - h)
+    want = c / max(1.0, c.norm().item())
+    assert c.norm().item() > 1.0  # the clip acts
+    whole = mars_correction(g, h, gamma, beta, clip=True)
+    torch.testing.assert_close(whole, want, rtol=1e-14, atol=0)
+    norm = mars_correction(g, h, gamma, beta, clip=False).norm()
+    rows = (slice(0, 4), slice(4, 7))
+    parts = [mars_correction(g[r], h[r], gamma, beta, clip=True, norm=norm) for r in rows]
+    torch.testing.assert_close(torch.cat(parts), want, rtol=1e-14, atol=0)

@@ -323,3 +323,22 @@ def test_grad_clip_of_the_reference_pass_counts_every_parameter() -> None:
     torch.testing.assert_close(opt.state[W]["h"], ref[0].grad, rtol=1e-12, atol=1e-15)
     assert "h" not in opt.state[v], "an AdamW-routed parameter keeps no reference"
     torch.testing.assert_close(v.grad, torch.full((4,), 100.0, dtype=torch.float64))  # .grad untouched
+
+
+def test_comm_keeps_only_the_last_steps_buffers() -> None:
+    """Each step's collective buffers are released two steps later; only a Comm that dies hands its last
+    batches to the module's ring (keeping every step's there held 8 steps of gradient-sized buffers)."""
+    from optim import comm
+
+    c = comm.Comm()
+    before = len(comm._RETIRED), list(comm._RETIRED)
+    held = []
+    for _ in range(10):
+        c.begin_step()
+        buffers = [torch.zeros(4)]
+        c._current.append(buffers)
+        held.append(buffers)
+    assert (len(comm._RETIRED), list(comm._RETIRED)) == before  # no step went to the ring
+    assert c._previous == [held[-2]] and c._current == [held[-1]]
+    del c
+    assert list(comm._RETIRED)[-2:] == [[held[-2]], [held[-1]]]  # a dying Comm's last batches are kept

@@ -11,11 +11,13 @@ setup:
 quickstart: setup
 	@bash scripts/quickstart.sh
 
+# pytest-xdist: one worker a core; a test module's tests stay on one worker (they share module fixtures)
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not dist"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not slow and not dist"
 
 lint: setup
 	$(PY) -m ruff check .

@@ -29,10 +29,10 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
-from torch.distributed.tensor import DTensor
 
 from harness.config import ConfigError
 from optim import ROUTED_GROUPS, HyperparameterError, UnknownHyperparameter, build_param_groups
+from optim.dtensor import is_dtensor
 
 ROUTINGS = ("muon", "gluon", "none")  # optim/param_groups.py's two tables, or one group of every parameter
 
@@ -261,7 +261,7 @@ class Replicated:
     def step(self) -> None:
         params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if world > 1 and not any(isinstance(p, DTensor) for p in params):  # fsdp2: FSDP2 averaged them
+        if world > 1 and not any(is_dtensor(p) for p in params):  # fsdp2: FSDP2 averaged them
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)

@@ -23,24 +23,27 @@ optimizer state.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributed.tensor import DTensor, Shard
 
 from .comm import Comm
 
 
-def is_dtensor(p: Tensor) -> bool:
-    return isinstance(p, DTensor)
+def is_dtensor(t: Any) -> bool:
+    """Whether ``t`` is a DTensor. ``torch.distributed.tensor`` is not imported for it: that costs about
+    half a second at every start-up, and no DTensor can exist before something else imported it."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(t, module.DTensor)
 
 
 def local_part(t: Tensor) -> Tensor:
     """This rank's part of a tensor: the local rows of a DTensor (a view), a plain tensor as it is."""
-    return t.to_local() if isinstance(t, DTensor) else t
+    return t.to_local() if is_dtensor(t) else t
 
 
 def local_rows(A: int, world: int, rank: int) -> tuple[int, int]:
@@ -52,6 +55,8 @@ def local_rows(A: int, world: int, rank: int) -> tuple[int, int]:
 
 def check_fsdp_param(p: Tensor, where: str) -> None:
     """A DTensor parameter this optimizer can step: ``Shard(0)`` on a 1-D mesh, rows as FSDP2 cuts them."""
+    from torch.distributed.tensor import Shard
+
     mesh, placements = p.device_mesh, tuple(p.placements)
     if mesh.ndim != 1 or placements != (Shard(0),):
         raise ValueError(
@@ -96,10 +101,12 @@ def open_state(state: dict[str, Any]) -> dict[str, Any]:
 def close_state(state: dict[str, Any], local: dict[str, Any], p: Tensor) -> None:
     """Write back what an estimator left in ``local``: a tensor shaped like ``p``'s local rows becomes a
     DTensor with ``p``'s placement (no communication); anything else is kept as it is."""
+    from torch.distributed.tensor import DTensor
+
     shape = p.to_local().shape
     state.clear()
     for key, value in local.items():
-        if isinstance(value, Tensor) and not isinstance(value, DTensor) and value.shape == shape:
+        if isinstance(value, Tensor) and not is_dtensor(value) and value.shape == shape:
             value = DTensor.from_local(
                 value, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride()
             )

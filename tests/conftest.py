@@ -6,6 +6,7 @@
 * Any socket connection to a non-loopback address fails at once (gloo on 127.0.0.1 and
   FileStore rendezvous keep working).
 * ``gpu`` tests are skipped without CUDA.
+* Under pytest-xdist the workers share the cores (``_share_the_cores``).
 * optim's estimator and geometry registries are restored after every test: a plugin a test registers
   (a geometry with its own hyperparameter) never becomes a default of later tests' optimizers.
 * Freed CPU memory stays in the process (harness/memory.py), as in every training run, so tests that
@@ -38,6 +39,21 @@ _OFFLINE_ENV = {
 }
 os.environ.update(_OFFLINE_ENV)
 retain_freed_memory()
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``), every worker and the processes it launches get
+    cores / workers threads: two workers with torch's default of every core each oversubscribe the machine."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_the_cores()
 
 _real_connect = socket.socket.connect
 

@@ -5,6 +5,9 @@ checkpoint resumes exactly, on the same and on another number of ranks (``tests/
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +76,14 @@ def test_fsdp2_checkpoint_loads_on_another_number_of_ranks(two_ranks, world: int
         for key, ref in results[0][name][0].items():
             rel = max_rel(resumed[name][key], ref)
             assert rel <= 1e-5, (name, world, key, rel)
+
+
+def test_start_up_does_not_import_dtensor() -> None:
+    """torch.distributed.tensor costs about half a second at every launch; only FSDP2 (which imports it
+    itself) needs it, so optim.dtensor.is_dtensor looks for it in sys.modules instead of importing it."""
+    code = ("import sys, train, optim, harness.optimizer, harness.checkpoint\n"
+            "print(sorted(m for m in sys.modules if m.startswith('torch.distributed.tensor')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

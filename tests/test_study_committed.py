@@ -26,7 +26,7 @@ TABLES = {
 
 @pytest.mark.parametrize("study", list(TABLES))
 def test_tables_regenerate_byte_for_byte(study, tmp_path, monkeypatch, capsys):
-    saved = capture(monkeypatch)
+    saved = capture(monkeypatch) if study == "proxy_ext" else None  # measuring a figure draws it again
     assert run_study.main([str(RESULTS / study / "study.yaml"), "--report-only", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     for name in TABLES[study]:

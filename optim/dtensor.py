@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,18 +72,16 @@ def check_fsdp_param(p: Tensor, where: str) -> None:
         )
 
 
-def mesh_of(params: Iterable[Tensor]) -> Any:
-    """The one device mesh of a list of DTensor parameters (``ValueError`` if they use several)."""
-    meshes: list[Any] = []
-    for p in params:
-        if not any(p.device_mesh == m for m in meshes):  # fully_shard makes an equal mesh per call
-            meshes.append(p.device_mesh)
-    if len(meshes) != 1:
+def same_mesh(mesh: Any, p: Tensor, where: str) -> Any:
+    """The device mesh of DTensor parameter ``p``, which must equal ``mesh``, the earlier parameters'
+    (None: ``p`` is the first): one optimizer steps the parameters of one mesh."""
+    if mesh is not None and p.device_mesh != mesh:  # fully_shard makes an equal mesh per call
         raise ValueError(
-            f"Invalid params: the parameters are sharded over {len(meshes)} different device meshes; one "
-            "optimizer steps parameters of one mesh (one fully_shard mesh per optimizer)"
+            f"Invalid params: {where} is sharded over another device mesh than the earlier parameters; one "
+            "optimizer steps the parameters of one mesh (pass the same mesh to every fully_shard call, or "
+            "make one optimizer per mesh)"
         )
-    return meshes[0]
+    return p.device_mesh if mesh is None else mesh
 
 
 def _local_grad(p: Tensor) -> Tensor:

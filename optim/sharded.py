@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
-from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_part, mesh_of, plan_local_buckets
+from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_part, plan_local_buckets, same_mesh
 from .newton_schulz import NS_COEFFICIENTS, NS_STEPS
 from .registry import ESTIMATORS, Estimator, Geometry, get_estimator, get_geometry
 from .validation import UnknownHyperparameter, as_dtype, bad, check_choice, check_float, check_int
@@ -66,8 +66,8 @@ class ShardedOptimizer(torch.optim.Optimizer):
     ``adamw_lr`` / ``adamw_weight_decay`` (None: ``lr`` / ``weight_decay``) apply to ``"adamw"`` groups.
 
     Parameters are either all plain tensors (replicated mode; ``process_group``: the ranks to shard
-    over, default the world) or all DTensors sharded by FSDP2 (``fsdp2`` mode, on their mesh's group);
-    :attr:`sharding` says which.
+    over, default the world) or all DTensors sharded by FSDP2 on one device mesh (``fsdp2`` mode, on the
+    mesh's group); :attr:`sharding` says which.
     """
 
     supported_lmos: tuple[str, ...] | None = None  # None: every registered geometry
@@ -94,6 +94,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         }
         self._comm = Comm(process_group)
         self._mode: str | None = None  # "replicated" | "fsdp2", fixed by the first param group
+        self._mesh: Any = None  # fsdp2: the one device mesh of every parameter
         self._grad_clip: float | None = None
         self._plan: list[Bucket] | None = None
         self._warned: set[str] = set()
@@ -102,8 +103,13 @@ class ShardedOptimizer(torch.optim.Optimizer):
             raise ValueError("Invalid params: the optimizer got an empty parameter list")
         super().__init__(params, defaults)
         if self._mode == "fsdp2":
-            mesh = mesh_of(p for g in self.param_groups for p in g["params"])
-            self._comm = Comm(mesh.get_group())
+            group = self._mesh.get_group()
+            if process_group is not None and process_group is not group:
+                raise ValueError(
+                    "Invalid process_group: the parameters are DTensors, which are stepped over their device "
+                    "mesh's group; pass no process_group (or mesh.get_group())"
+                )
+            self._comm = Comm(group)
         refs = {g["reference"] for g in self.param_groups if self._geometry(g).estimator is None}
         if len(refs) > 1:
             raise ValueError(
@@ -191,6 +197,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
             self._mode = mode
             if mode == "fsdp2":
                 check_fsdp_param(p, f"parameter of shape {tuple(p.shape)}")
+                self._mesh = same_mesh(self._mesh, p, f"parameter of shape {tuple(p.shape)}")
             if id(p) in seen:
                 raise ValueError(
                     f"Invalid params: parameter of shape {tuple(p.shape)} appears more than once "

@@ -87,3 +87,35 @@ def test_start_up_does_not_import_dtensor() -> None:
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def group_of_one():
+    """A gloo group of one process (an in-memory store), destroyed after the test."""
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield dist
+    dist.destroy_process_group()
+
+
+def test_one_optimizer_steps_the_parameters_of_one_mesh(group_of_one) -> None:
+    """Parameters of two device meshes are refused when the optimizer is built and when a later param group
+    brings them; a process_group other than the mesh's is refused (the mesh's own is accepted)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from optim import MuonMVR
+
+    meshes = [init_device_mesh("cpu", (1,), mesh_dim_names=(name,)) for name in ("a", "b")]
+    pa, pb = (torch.nn.Parameter(distribute_tensor(torch.randn(4, 4), m, [Shard(0)])) for m in meshes)
+    with pytest.raises(ValueError, match=r"shape \(4, 4\) is sharded over another device mesh"):
+        MuonMVR([pa, pb])
+    opt = MuonMVR([pa])
+    assert opt.sharding == "fsdp2"
+    with pytest.raises(ValueError, match="another device mesh"):
+        opt.add_param_group({"params": [pb], "lmo": "spectral"})
+    with pytest.raises(ValueError, match="Invalid process_group.*pass no process_group"):
+        MuonMVR([pa], process_group=group_of_one.new_group([0]))
+    assert MuonMVR([pa], process_group=meshes[0].get_group()).sharding == "fsdp2"

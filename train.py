@@ -232,17 +232,17 @@ class RunContext:
     lock: RunLock | None = None
 
 
-def _build(cfg, ctx: RunContext):
-    """Model (laid out over the ranks), optimizer, loaders and the micro-batch: everything that can still
-    fail on bad input (nothing is written to run_dir yet). Returns (model, the module to call forward on,
-    optimizer, loader, val_loader, micro, probed)."""
+def _build(cfg, ctx: RunContext, compile_on: bool):
+    """Model (laid out over the ranks, compiled if ``compile_on``), optimizer, loaders and the micro-batch:
+    everything that can still fail on bad input (nothing is written to run_dir yet). Returns (model, the
+    module to call forward on, optimizer, loader, val_loader, micro, probed)."""
     rank, world, device = ctx.rank, ctx.world, ctx.device
     torch.manual_seed(cfg.seed)  # the same seed on every rank gives the same weights; rank 0's are broadcast
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     with fail_together(world):
         model = build_model(cfg).to(device)
-    fwd_model = lay_out(model, cfg.sharding, world, device, compile_enabled(cfg, device.type))
+    fwd_model = lay_out(model, cfg.sharding, world, device, compile_on)
     with fail_together(world):  # also the barrier after rank 0 wrote synthetic shards
         optimizer = build_optimizer(cfg.optimizer, model, cfg.train.grad_clip)
         if rank == 0:
@@ -271,12 +271,12 @@ def _run(cfg, ctx: RunContext, resume_from: Path | None, saved: dict | None, not
     # ---- build: everything that can fail on bad input, before anything is written
     run_dir, world, device = Path(cfg.run_dir), ctx.world, ctx.device
     ckpt, log, stop = ctx.ckpt, ctx.log, ctx.stop
-    model, fwd_model, optimizer, loader, val, micro, probed = _build(cfg, ctx)
+    compile_on = compile_enabled(cfg, device.type)
+    model, fwd_model, optimizer, loader, val, micro, probed = _build(cfg, ctx, compile_on)
     progress = Progress()
     if resume_from is not None:
         ckpt.load(resume_from, saved, model, optimizer, loader)
         progress = Progress.from_state(saved)
-    compile_on = compile_enabled(cfg, device.type)
     autocast = autocast_for(device)
 
     # ---- from here on the run writes into run_dir (rank 0)

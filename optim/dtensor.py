@@ -53,6 +53,21 @@ def local_rows(A: int, world: int, rank: int) -> tuple[int, int]:
     return min(rank * c, A), min(rank * c + c, A)
 
 
+def rows_here(p: Tensor) -> tuple[int, int]:
+    """``[lo, hi)``: the rows of DTensor ``p`` (``Shard(0)`` on a 1-D mesh) that this rank holds."""
+    mesh = p.device_mesh
+    return local_rows(p.shape[0], mesh.size(), mesh.get_local_rank())
+
+
+def placed_like(local: Tensor, p: Tensor) -> Tensor:
+    """``local``, this rank's rows of a tensor shaped like DTensor ``p``, as a DTensor with ``p``'s
+    placement (no communication)."""
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(local, p.device_mesh, p.placements, run_check=False, shape=p.shape,
+                              stride=p.stride())
+
+
 def check_fsdp_param(p: Tensor, where: str) -> None:
     """A DTensor parameter this optimizer can step: ``Shard(0)`` on a 1-D mesh, rows as FSDP2 cuts them."""
     from torch.distributed.tensor import Shard
@@ -64,7 +79,7 @@ def check_fsdp_param(p: Tensor, where: str) -> None:
             "optimizers step DTensors sharded by FSDP2, Shard(0) on a 1-D mesh (fully_shard(model, mesh=...) "
             "with a 1-D mesh). Shard the model with FSDP2 only, or pass plain tensors."
         )
-    lo, hi = local_rows(p.shape[0], mesh.size(), mesh.get_local_rank())
+    lo, hi = rows_here(p)
     if p.to_local().shape[0] != hi - lo:
         raise ValueError(
             f"Invalid params: {where} holds {p.to_local().shape[0]} rows on rank {mesh.get_local_rank()}, "
@@ -99,15 +114,11 @@ def open_state(state: dict[str, Any]) -> dict[str, Any]:
 def close_state(state: dict[str, Any], local: dict[str, Any], p: Tensor) -> None:
     """Write back what an estimator left in ``local``: a tensor shaped like ``p``'s local rows becomes a
     DTensor with ``p``'s placement (no communication); anything else is kept as it is."""
-    from torch.distributed.tensor import DTensor
-
     shape = p.to_local().shape
     state.clear()
     for key, value in local.items():
         if isinstance(value, Tensor) and not is_dtensor(value) and value.shape == shape:
-            value = DTensor.from_local(
-                value, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride()
-            )
+            value = placed_like(value, p)
         state[key] = value
 
 
@@ -174,16 +185,4 @@ class LocalBucket:
             back[:mine, :A] = transform(whole)
         result = self.comm.all_to_all(back.view(chunks, W, c, B).permute(1, 0, 2, 3).contiguous())
         return [result[i % W, i // W, : u.shape[0]] for i, u in enumerate(directions)]
-
-
-def plan_local_buckets(
-    group_index: int, params: list[Tensor], matrix: bool, comm: Comm, view_shape: Callable[[Tensor], Any]
-) -> list[LocalBucket]:
-    """Buckets of one param group: one per (2-D view shape, dtype) for the matrix layout, else one per
-    dtype."""
-    buckets: dict[tuple, list[Tensor]] = {}
-    for p in params:
-        if p.requires_grad:
-            buckets.setdefault((view_shape(p) if matrix else None, p.dtype), []).append(p)
-    return [LocalBucket(group_index, ps, comm, shape) for (shape, _), ps in buckets.items()]
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .buckets import Bucket, FlatBucket, MatrixBucket, matrix_view_shape
 from .comm import Comm
-from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_part, plan_local_buckets, same_mesh
+from .dtensor import LocalBucket, check_fsdp_param, is_dtensor, local_part, same_mesh
 from .newton_schulz import NS_COEFFICIENTS, NS_STEPS
 from .registry import ESTIMATORS, Estimator, Geometry, get_estimator, get_geometry
 from .validation import UnknownHyperparameter, as_dtype, bad, check_choice, check_float, check_int
@@ -294,9 +294,6 @@ class ShardedOptimizer(torch.optim.Optimizer):
             plan: list[Bucket] = []
             for gi, group in enumerate(self.param_groups):
                 matrix = self._geometry(group).layout == "matrix"
-                if self._mode == "fsdp2":
-                    plan += plan_local_buckets(gi, group["params"], matrix, self._comm, matrix_view_shape)
-                    continue
                 buckets: dict[tuple, list[Tensor]] = {}
                 for p in group["params"]:
                     if not p.requires_grad:
@@ -304,7 +301,12 @@ class ShardedOptimizer(torch.optim.Optimizer):
                     shape = matrix_view_shape(p) if matrix else ()
                     buckets.setdefault((shape, p.dtype, str(p.device)), []).append(p)
                 for (shape, _, _), ps in buckets.items():
-                    plan.append(MatrixBucket(gi, shape, ps, W, r) if matrix else FlatBucket(gi, ps, W, r))
+                    if self._mode == "fsdp2":  # every rank updates its own rows (optim/dtensor.py)
+                        plan.append(LocalBucket(gi, ps, self._comm, shape if matrix else None))
+                    elif matrix:
+                        plan.append(MatrixBucket(gi, shape, ps, W, r))
+                    else:
+                        plan.append(FlatBucket(gi, ps, W, r))
             self._plan = plan
         return self._plan
 

@@ -55,18 +55,15 @@ def local_bytes(tensors: list[torch.Tensor]) -> int:
 
 def random_grads(model: torch.nn.Module, seed: int) -> list[torch.Tensor]:
     """Per parameter, this rank's part of one random gradient that every rank draws alike."""
-    from torch.distributed.tensor import DTensor
-
-    from optim.dtensor import local_rows
+    from optim.dtensor import is_dtensor, placed_like, rows_here
 
     gen = torch.Generator().manual_seed(seed)
     out = []
     for p in model.parameters():
         g = torch.randn(p.shape, generator=gen)
-        if isinstance(p, DTensor):  # this rank's rows, as FSDP2's backward leaves them
-            lo, hi = local_rows(p.shape[0], p.device_mesh.size(), p.device_mesh.get_local_rank())
-            g = DTensor.from_local(g[lo:hi].clone(), p.device_mesh, p.placements, run_check=False,
-                                   shape=p.shape, stride=p.stride())
+        if is_dtensor(p):  # this rank's rows, as FSDP2's backward leaves them
+            lo, hi = rows_here(p)
+            g = placed_like(g[lo:hi].clone(), p)
         out.append(g)
     return out
 

@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from harness.distributed import teardown
 from optim import GluonMVR, MuonMVR, ShardedOptimizer, build_param_groups
 
 VOCAB, WIDTH, SEQ, GLOBAL_BATCH = 11, 8, 5, 6
@@ -157,14 +158,6 @@ def _init(rank: int, world: int, store: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
 
 
-def _end() -> None:
-    """The FSDP2 modules hold the process group: collect them first (else an abort at interpreter exit)."""
-    import gc
-
-    gc.collect()
-    dist.destroy_process_group()
-
-
 def resumed(name: str, ckpt: str, split: int, steps: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Fresh objects (other initial weights: the load must overwrite them) loaded from the DCP checkpoint
     ``ckpt`` of step ``split`` (get_state_dict / dcp.load / set_state_dict), then trained to ``steps``."""
@@ -209,7 +202,7 @@ def fsdp_worker(
     try:
         torch.save({name: one(name) for name in names}, os.path.join(out, f"rank{rank}.pt"))
     finally:
-        _end()
+        teardown()  # collects the FSDP2 modules before the group goes (harness/distributed.py)
 
 
 def reshard_worker(
@@ -221,4 +214,4 @@ def reshard_worker(
         results = {n: resumed(n, os.path.join(out, f"ckpt_{n}"), split, steps, rank, world) for n in names}
         torch.save(results, os.path.join(out, f"resharded{world}_rank{rank}.pt"))
     finally:
-        _end()
+        teardown()  # collects the FSDP2 modules before the group goes (harness/distributed.py)

@@ -12,11 +12,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch.distributed as dist
+from helpers import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "fsdp2_dropin.py"
@@ -25,11 +25,11 @@ TINY = ["--steps", str(STEPS), "--batch", "4", "--seq", "8", "--width", "16"]
 OPTIMIZERS = ("gluon_mvr1",)  # two passes (update_lookahead_grad); the one-pass path: test_optim_fsdp.py
 
 
-def torchrun(tmp: Path, args: list[str]) -> subprocess.Popen:
+def launch(tmp: Path, args: list[str]) -> subprocess.Popen:
+    """The example on 2 gloo ranks under torchrun."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT)]
-    return subprocess.Popen([*cmd, *args], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(torchrun(2, SCRIPT, *args), cwd=tmp, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -55,7 +55,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict
             if phase == "resumed":
                 where = ["--resume", f"ckpt_{name}"]
             out_json = f"{name}_{phase}.json"
-            procs[name] = torchrun(tmp, ["--optimizer", name, *TINY, *where, "--out-json", out_json])
+            procs[name] = launch(tmp, ["--optimizer", name, *TINY, *where, "--out-json", out_json])
         for name, proc in procs.items():
             stdout = finish(proc)
             record = json.loads((tmp / f"{name}_{phase}.json").read_text())

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import torchrun
 from helpers.trainer_utils import (
     REPO,
     VOCAB,
@@ -175,8 +176,7 @@ class Job:
         env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), FAULT_DIR=str(self.dir),
                    **{f"FAULT_{k.upper()}": str(v) for k, v in faults.items()})
         if nproc:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   *launcher_args, str(WRAPPER), *args]
+            cmd = torchrun(nproc, WRAPPER, *args, launcher=tuple(launcher_args))
         else:
             cmd = [sys.executable, str(WRAPPER), *args]
         self.output = self.dir / "output.txt"

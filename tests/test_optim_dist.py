@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from helpers import optim_workers as W
+from helpers import torchrun
 
 STEPS = 4
 RESUME = [
@@ -102,13 +103,11 @@ def test_teardown_after_step_never_aborts() -> None:
     (collective buffers kept alive by the optimizer) about 1 run in 4-8 aborted with SIGABRT; the closing
     note of the fix records 0 of 40. Runs = $TEARDOWN_RUNS (default 4), launched concurrently."""
     import subprocess
-    import sys
 
     runs = int(os.environ.get("TEARDOWN_RUNS", "4"))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           os.path.join(repo, "tests", "helpers", "teardown_repro.py")]
+    cmd = torchrun(2, os.path.join(repo, "tests", "helpers", "teardown_repro.py"))
     procs = [subprocess.Popen(cmd + (["--drop-optimizer"] if i % 2 else []), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(runs)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from helpers import torchrun
 from helpers.trainer_utils import (
     REPO,
     Crash,
@@ -85,8 +85,7 @@ def test_fsdp2_two_ranks_match_replicated_two_ranks(tmp_path, data_dir):
         for (opt, sharding), run_dir in runs.items()
     ]))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "tests" / "helpers" / "train_many.py"), str(spec)]
+    cmd = torchrun(2, REPO / "tests" / "helpers" / "train_many.py", spec)
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for optimizer in optimizers:
